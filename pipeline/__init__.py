@@ -1,0 +1,1 @@
+"""DVC stage entry points and the command-line interface of the schedule study."""

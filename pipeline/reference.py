@@ -1,0 +1,34 @@
+"""Stage `reference`: Inception features of two fixed, disjoint real splits, computed once.
+
+Split A is what every schedule's samples are compared with; FID(A, B) at the same N is the
+real-vs-real floor: the score a perfect generator would get with this many images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ddpm_study import data, metrics
+from ddpm_study.config import StudyConfig
+from ddpm_study.files import write_json
+from ddpm_study.runtime import resolve_device
+
+from . import paths
+from .prepare import load_array, save_array
+from .ui import console
+
+
+def run(cfg: StudyConfig) -> None:
+    device = resolve_device(cfg.device)
+    n = cfg.sample.num_images
+    images = load_array(paths.prepared_array("train_images"))
+    idx_ref, idx_floor = data.real_splits(len(images), n, cfg.seed)
+    feats = {}
+    for split, idx in (("reference", idx_ref), ("floor", idx_floor)):
+        console.print(f"Inception features of real split {split!r} ({n} images)")
+        feats[split] = metrics.inception_features(torch.from_numpy(images[np.sort(idx)]), cfg.evaluate.batch_size, device)
+    save_array(paths.REFERENCE_FEATURES, feats["reference"].numpy())
+    save_array(paths.FLOOR_FEATURES, feats["floor"].numpy())
+    write_json(paths.REFERENCE_INFO, {"num_images": n, "feature_extractor": metrics.FEATURE_EXTRACTOR,
+                                      "feature_layer": metrics.FEATURE_LAYER, "split_seed": cfg.seed})

@@ -1,0 +1,205 @@
+"""Data sets in their official formats, read with torchvision, kept as uint8 arrays.
+
+Source order for a data set (``locate_and_load``):
+1. files already in the data folder (``raw_dir``), in torchvision's layout;
+2. a local folder of the official files (``source_dir``; Debian's ``dataset-fashion-mnist`` puts
+   Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``), copied into the data folder;
+3. torchvision's download into the data folder, when ``download`` is true.
+Every file is checked: a truncated, corrupt or wrong-shaped file raises ``DataError`` naming it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# torchvision's class name (its folder under the data root) and the official file names.
+IDX_SETS = {
+    "fashion_mnist": "FashionMNIST",
+    "mnist": "MNIST",
+}
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+CIFAR_TRAIN_BIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
+CIFAR_TEST_BIN = ["test_batch.bin"]
+CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then the 32x32 R, G, B planes
+
+
+class DataError(RuntimeError):
+    """A data file is missing, truncated, corrupt or of the wrong shape. The message names it."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """uint8 images [N, C, H, W] and int64 labels [N] of the official train and test splits."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str
+
+
+def locate_and_load(dataset: str, raw_dir: Path, source_dir: str, download: bool) -> Splits:
+    if dataset in IDX_SETS:
+        return _load_idx_dataset(dataset, raw_dir, source_dir, download)
+    if dataset == "cifar10":
+        return _load_cifar10(raw_dir, source_dir, download)
+    raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join([*IDX_SETS, 'cifar10'])}")
+
+
+# --- MNIST-style IDX files ---------------------------------------------------------------------
+def _load_idx_dataset(dataset: str, raw_dir: Path, source_dir: str, download: bool) -> Splits:
+    folder = raw_dir / IDX_SETS[dataset] / "raw"
+    if all((folder / f).is_file() for f in IDX_FILES.values()):
+        source = f"data folder {folder}"
+    elif source_dir and Path(source_dir).is_dir() and _find_idx_sources(Path(source_dir)):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, src in _find_idx_sources(Path(source_dir)).items():
+            _copy_maybe_gunzip(src, folder / name)
+        source = f"local folder {source_dir}"
+    elif download:
+        import torchvision.datasets as tvd
+
+        getattr(tvd, IDX_SETS[dataset])(root=str(raw_dir), download=True)
+        source = "torchvision download"
+    else:
+        raise DataError(
+            f"{dataset}: no files in {folder} or in data.source_dir={source_dir!r}, and data.download is false"
+        )
+    arrays = {key: _read_idx(folder / name) for key, name in IDX_FILES.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DataError(f"{folder / IDX_FILES[split + '_images']}: expected images of shape [N, 28, 28], got {list(images.shape)}")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(f"{folder / IDX_FILES[split + '_labels']}: expected {len(images)} labels, got shape {list(labels.shape)}")
+    return Splits(
+        train_images=arrays["train_images"][:, None],
+        train_labels=arrays["train_labels"].astype(np.int64),
+        test_images=arrays["test_images"][:, None],
+        test_labels=arrays["test_labels"].astype(np.int64),
+        source=source,
+    )
+
+
+def _find_idx_sources(source_dir: Path) -> dict[str, Path]:
+    """The four official files in ``source_dir``, each plain or gzipped; empty if any is absent."""
+    found = {}
+    for name in IDX_FILES.values():
+        for candidate in (source_dir / name, source_dir / f"{name}.gz"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+        else:
+            return {}
+    return found
+
+
+def _copy_maybe_gunzip(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + ".partial")
+    try:
+        with (gzip.open(src, "rb") if src.suffix == ".gz" else open(src, "rb")) as fin, open(tmp, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{src}: cannot decompress ({err}); the file is truncated or corrupt") from None
+    tmp.replace(dst)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+    try:
+        tensor = read_sn3_pascalvincent_tensor(str(path), strict=False)
+    except (AssertionError, ValueError, RuntimeError, KeyError) as err:
+        raise DataError(f"{path}: not a valid IDX file (bad header or size: {err or 'header check failed'})") from None
+    # torchvision checks the element count only in some versions; check it here too.
+    expected = 4 * (1 + tensor.dim()) + tensor.numel() * tensor.element_size()
+    if path.stat().st_size != expected:
+        raise DataError(f"{path}: {path.stat().st_size} bytes, but its header describes {expected}; truncated or corrupt")
+    return tensor.numpy().astype(np.uint8)
+
+
+# --- CIFAR-10 -----------------------------------------------------------------------------------
+def _load_cifar10(raw_dir: Path, source_dir: str, download: bool) -> Splits:
+    bin_dir = _find_cifar_bin(raw_dir) or (_find_cifar_bin(Path(source_dir)) if source_dir else None)
+    if bin_dir is not None:
+        train = [_read_cifar_bin(bin_dir / f) for f in CIFAR_TRAIN_BIN]
+        test = _read_cifar_bin(bin_dir / CIFAR_TEST_BIN[0])
+        return Splits(
+            train_images=np.concatenate([x for x, _ in train]),
+            train_labels=np.concatenate([y for _, y in train]),
+            test_images=test[0],
+            test_labels=test[1],
+            source=f"binary version in {bin_dir}",
+        )
+    import torchvision.datasets as tvd
+
+    # The python version is a pickle: torchvision reads it only after checking each file's MD5
+    # against the official one, so nothing but the official files is ever unpickled.
+    roots = [raw_dir] + ([Path(source_dir)] if source_dir else [])
+    for root in roots:
+        if (root / "cifar-10-batches-py").is_dir():
+            try:
+                train, test = (tvd.CIFAR10(str(root), train=s, download=False) for s in (True, False))
+            except RuntimeError as err:
+                raise DataError(f"{root / 'cifar-10-batches-py'}: {err}") from None
+            return _cifar_from_torchvision(train, test, f"python version in {root}")
+    if download:
+        train, test = (tvd.CIFAR10(str(raw_dir), train=s, download=True) for s in (True, False))
+        return _cifar_from_torchvision(train, test, "torchvision download")
+    raise DataError(f"cifar10: no files in {raw_dir} or in data.source_dir={source_dir!r}, and data.download is false")
+
+
+def _find_cifar_bin(root: Path) -> Path | None:
+    for folder in (root, root / "cifar-10-batches-bin"):
+        if all((folder / f).is_file() for f in CIFAR_TRAIN_BIN + CIFAR_TEST_BIN):
+            return folder
+    return None
+
+
+def _read_cifar_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.fromfile(path, dtype=np.uint8)
+    if raw.size == 0 or raw.size % CIFAR_RECORD:
+        raise DataError(f"{path}: {raw.size} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records; truncated or corrupt")
+    records = raw.reshape(-1, CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DataError(f"{path}: label {labels.max()} outside 0-9; not a CIFAR-10 binary file")
+    return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
+
+
+def _cifar_from_torchvision(train, test, source: str) -> Splits:
+    def chw(ds) -> np.ndarray:
+        return np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))
+
+    return Splits(chw(train), np.asarray(train.targets), chw(test), np.asarray(test.targets), source)
+
+
+# --- prepared arrays ----------------------------------------------------------------------------
+def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images_uint8.float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounding and clipping."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def real_splits(num_train: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of two disjoint fixed real splits of size ``n`` of the training set (reference, floor)."""
+    if 2 * n > num_train:
+        raise DataError(f"the FID reference needs 2 x {n} real images but the training set has {num_train}")
+    perm = np.random.default_rng(seed).permutation(num_train)
+    return perm[:n], perm[n : 2 * n]

@@ -1,0 +1,240 @@
+"""The training loop and self-describing checkpoints.
+
+The loop reads top to bottom: learning rate -> batch -> loss -> backward -> clip -> step -> EMA
+-> log -> checkpoint. Everything random in it is a function of (seed, step) or lives in the
+checkpoint, so a run killed and resumed from its last checkpoint ends with bit-identical weights
+on the CPU:
+- data order: epoch ``e`` is ``randperm`` seeded with (seed, e), so a batch needs no loader state;
+- timesteps and noise: one ``torch.Generator`` whose state is saved;
+- global python/numpy/torch/CUDA generators: saved and restored too (dropout uses torch's).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import ModelConfig, TrainConfig, fingerprint
+from .diffusion import GaussianDiffusion
+from .files import atomic_path
+from .runtime import rng_states, seed_everything, set_rng_states
+from .unet import UNet
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is unreadable, truncated or not one of ours. The message names it."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite; the last good checkpoint is kept."""
+
+    def __init__(self, schedule: str, step: int, loss: float):
+        super().__init__(
+            f"training diverged: schedule {schedule!r}, step {step}: loss is {loss}; "
+            "the last good checkpoint was kept (lower train.lr?)"
+        )
+        self.schedule, self.step, self.loss = schedule, step, loss
+
+
+def build_model(cfg: ModelConfig, in_channels: int) -> UNet:
+    return UNet(
+        in_channels=in_channels,
+        base_channels=cfg.base_channels,
+        channel_mults=cfg.channel_mults,
+        num_res_blocks=cfg.num_res_blocks,
+        attention_heads=cfg.attention_heads,
+        norm_groups=cfg.norm_groups,
+        dropout=cfg.dropout,
+    )
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then constant (as in Ho et al.)."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+
+
+def batch_indices(num_images: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Indices of the images in batch ``step``: epochs are seeded permutations, last partial batch dropped."""
+    per_epoch = num_images // batch_size
+    if per_epoch == 0:
+        raise ValueError(f"train.batch_size={batch_size} is larger than the {num_images} training images")
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[k * batch_size : (k + 1) * batch_size]
+
+
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
+    with torch.no_grad():
+        for p_ema, p in zip(ema.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1.0 - decay)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain containers only, no code from the file runs."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated zip, foreign pickle, unsupported global ...
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+@dataclass
+class TrainResult:
+    state: dict[str, Any]
+    history: list[dict[str, Optional[float]]] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def train(
+    *,
+    schedule: str,
+    diffusion: GaussianDiffusion,
+    images: torch.Tensor,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    seed: int,
+    lineage: dict[str, Any],
+    device: torch.device,
+    checkpoint_path: Path,
+    on_log: Callable[[dict[str, Optional[float]]], None] = lambda row: None,
+    on_step: Callable[[int], None] = lambda step: None,
+) -> TrainResult:
+    """Train eps_theta on ``images`` (uint8 [N, C, H, W]) with the simple loss; resume when possible.
+
+    A checkpoint at ``checkpoint_path`` whose lineage fingerprint equals that of ``lineage`` is
+    resumed (or returned as is when finished); any other one is replaced by a fresh run.
+    ``on_log`` receives a row every ``log_every`` steps: step, loss, lr, images_per_s and
+    ``loss_bucket_i``, the mean loss of timesteps in the i-th of ``loss_buckets`` equal ranges of t.
+    """
+    from .data import to_model_range
+
+    lineage_id = fingerprint(lineage)
+    seed_everything(seed)
+    model = build_model(model_cfg, images.shape[1]).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    noise_gen = torch.Generator(device=device).manual_seed(seed)
+    step, history, train_time = 0, [], 0.0
+
+    state = _resumable_state(checkpoint_path, lineage_id)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        noise_gen.set_state(state["rng"]["noise"].to("cpu"))
+        set_rng_states(state["rng"]["global"])
+        step, history, train_time = state["step"], list(state["history"]), state["train_time_s"]
+    resumed_from = step
+    for row in history:
+        on_log(row)
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "schedule": schedule,
+            "lineage": lineage,
+            "lineage_fingerprint": lineage_id,
+            "in_channels": images.shape[1],
+            "step": step,
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": {"noise": noise_gen.get_state(), "global": rng_states()},
+            "history": history,
+            "train_time_s": train_time,
+        }
+
+    T, buckets = diffusion.num_timesteps, train_cfg.loss_buckets
+    window_loss = torch.zeros((), device=device)
+    bucket_sum = torch.zeros(buckets, device=device)
+    bucket_count = torch.zeros(buckets, device=device)
+    window_start, window_steps = time.perf_counter(), 0
+    model.train()
+    while step < train_cfg.steps:
+        lr = learning_rate(step, train_cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(len(images), train_cfg.batch_size, step, seed)
+        x0 = to_model_range(images[idx]).to(device)
+        t = torch.randint(0, T, (x0.shape[0],), device=device, generator=noise_gen)
+        eps = torch.randn(x0.shape, device=device, generator=noise_gen)
+
+        losses = diffusion.training_losses(model, x0, t, eps)
+        loss = losses.mean()
+        if not torch.isfinite(loss):  # a CPU-GPU sync point; cheap next to a U-Net step
+            raise TrainingDiverged(schedule, step + 1, loss.item())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        optimizer.step()
+        ema_update(ema, model, train_cfg.ema_decay)
+        step += 1
+        on_step(step)
+
+        window_loss += loss.detach()
+        b = (t * buckets // T).long()
+        bucket_sum.index_add_(0, b, losses.detach())
+        bucket_count.index_add_(0, b, torch.ones_like(losses))
+        window_steps += 1
+        if step % train_cfg.log_every == 0 or step == train_cfg.steps:
+            elapsed = time.perf_counter() - window_start
+            train_time += elapsed
+            means = (bucket_sum / bucket_count.clamp(min=1)).tolist()
+            row = {
+                "step": step,
+                "loss": window_loss.item() / window_steps,
+                "lr": lr,
+                "images_per_s": window_steps * train_cfg.batch_size / elapsed,
+                **{f"loss_bucket_{i}": (m if c else None) for i, (m, c) in enumerate(zip(means, bucket_count.tolist()))},
+            }
+            history.append(row)
+            on_log(row)
+            window_loss.zero_(), bucket_sum.zero_(), bucket_count.zero_()
+            window_steps = 0
+            if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
+                save_checkpoint(checkpoint_path, snapshot())
+            window_start = time.perf_counter()
+    if state is not None and resumed_from == train_cfg.steps:
+        return TrainResult(state=state, history=history, resumed_from=resumed_from)
+    return TrainResult(state=snapshot(), history=history, resumed_from=resumed_from)
+
+
+def _resumable_state(path: Path, lineage_id: str) -> Optional[dict[str, Any]]:
+    if not path.exists():
+        return None
+    state = load_checkpoint(path)
+    return state if state.get("lineage_fingerprint") == lineage_id else None
+
+
+def final_loss(history: list[dict[str, Optional[float]]]) -> float:
+    """Mean logged loss over the last tenth of training (at least one logged row)."""
+    tail = history[-max(1, len(history) // 10) :]
+    return float(np.mean([row["loss"] for row in tail]))
+
+
+def load_ema_model(state: dict[str, Any], device: torch.device) -> UNet:
+    """The EMA network of a checkpoint, rebuilt from the config the checkpoint carries, in eval mode."""
+    m = state["lineage"]["model"]
+    model = build_model(ModelConfig(**{**m, "channel_mults": tuple(m["channel_mults"])}), state["in_channels"])
+    model.load_state_dict(state["ema"])
+    return model.to(device).eval()

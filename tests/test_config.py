@@ -1,0 +1,91 @@
+"""Strict params loading: every bad input is one ConfigError line naming the key and what is allowed."""
+
+import copy
+
+import pytest
+
+from conftest import default_params
+from ddpm_study.config import ConfigError, StudyConfig, fingerprint
+
+
+def test_default_params_load():
+    cfg = StudyConfig.from_dict(default_params())
+    assert cfg.schedule == ("linear", "quadratic", "sigmoid", "cosine")
+    assert cfg.image_shape == (1, 28, 28)
+
+
+def test_schedule_as_single_name_or_list():
+    p = default_params()
+    p["schedule"] = "cosine"  # what `dvc exp run -S schedule=cosine` writes
+    assert StudyConfig.from_dict(p).schedule == ("cosine",)
+    p["schedule"] = ["linear", "cosine"]
+    assert StudyConfig.from_dict(p).schedule == ("linear", "cosine")
+
+
+def _set(p, key, value):
+    *parents, last = key.split(".")
+    d = p
+    for k in parents:
+        d = d[k]
+    if value is DELETE:
+        del d[last]
+    else:
+        d[last] = value
+
+
+DELETE = object()
+
+BAD = [
+    # (key, value, words the message must contain)
+    ("schedule", "exponential", ["schedule", "'exponential'", "linear, quadratic, sigmoid, cosine"]),
+    ("schedule", ["linear", "bogus"], ["schedule", "'bogus'", "cosine"]),
+    ("train.stepz", 10, ["train.stepz", "unknown key", "steps"]),
+    ("train.steps", DELETE, ["train.steps", "missing key"]),
+    ("train.steps", "many", ["train.steps", "'many'", "an integer"]),
+    ("train.steps", 0, ["train.steps", "0", "> 0"]),
+    ("train.batch_size", -4, ["train.batch_size", "-4", "> 0"]),
+    ("train.lr", True, ["train.lr", "True", "a number"]),
+    ("schedules.linear.beta_end", 1.5, ["schedules.linear.beta_end", "1.5", "(0, 1)"]),
+    ("schedules.linear.beta_start", 0.0, ["schedules.linear.beta_start", "0.0", "(0, 1)"]),
+    ("schedules.quadratic.beta_start", 0.05, ["schedules.quadratic.beta_end", "greater than beta_start"]),
+    ("schedules.cosine.s", 0.0, ["schedules.cosine.s", "> 0"]),
+    ("schedules.cosine.s", -0.1, ["schedules.cosine.s", "-0.1"]),
+    ("sample.steps", 1001, ["sample.steps", "1001", "[1, diffusion.timesteps = 1000]"]),
+    ("sample.steps", 0, ["sample.steps", "0"]),
+    ("model.channel_mults", [1, 2, 2, 2], ["model.channel_mults", "28x28", "at most 3 levels"]),
+    ("data.dataset", "imagenet", ["data.dataset", "'imagenet'", "fashion_mnist, mnist, cifar10"]),
+    ("device", "tpu", ["device", "'tpu'", "auto, cpu, cuda"]),
+    ("model.norm_groups", 5, ["model.norm_groups", "divisor"]),
+    ("train.checkpoint_every", 30, ["train.checkpoint_every", "multiple of train.log_every"]),
+    ("evaluate.kid_subset_size", 10_000, ["evaluate.kid_subset_size", "sample.num_images"]),
+    ("diffusion.timesteps", 10, ["schedules.linear", "outside (0, 1)"]),
+    ("tracking", "mlflow", ["tracking", "expected a mapping"]),
+]
+
+
+@pytest.mark.parametrize("key,value,words", BAD, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD])
+def test_bad_input_is_one_clear_line(key, value, words):
+    p = copy.deepcopy(default_params())
+    _set(p, key, value)
+    with pytest.raises(ConfigError) as err:
+        StudyConfig.from_dict(p)
+    message = str(err.value)
+    assert "\n" not in message
+    for w in words:
+        assert w in message, f"{w!r} not in {message!r}"
+
+
+def test_lineage_ignores_other_schedules_and_tracking():
+    p = default_params()
+    a = StudyConfig.from_dict(p)
+    p2 = copy.deepcopy(p)
+    p2["schedules"]["cosine"]["s"] = 0.01
+    p2["tracking"]["experiment"] = "other"
+    b = StudyConfig.from_dict(p2)
+    assert fingerprint(a.training_lineage("linear")) == fingerprint(b.training_lineage("linear"))
+    assert fingerprint(a.training_lineage("cosine")) != fingerprint(b.training_lineage("cosine"))
+    p3 = copy.deepcopy(p)
+    p3["sample"]["steps"] = 50
+    c = StudyConfig.from_dict(p3)
+    assert fingerprint(a.training_lineage("linear")) == fingerprint(c.training_lineage("linear"))
+    assert fingerprint(a.schedule_lineage("linear")) != fingerprint(c.schedule_lineage("linear"))

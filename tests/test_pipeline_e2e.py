@@ -1,0 +1,120 @@
+"""End to end: the real `dvc repro` and `dvc exp run` on a tiny configuration in a temporary git
+repository, with the real Fashion-MNIST files, Inception weights and MLflow sqlite store."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, tiny_params
+
+pytestmark = pytest.mark.slow
+PROJECT_FILES = ["dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src", "pipeline"]
+
+
+def sh(cmd, cwd, env=None, check=True):
+    out = subprocess.run(cmd, cwd=cwd, env=env, shell=True, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"`{cmd}` failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, torch_home, fashion_mnist_dir):
+    """A fresh git + DVC repository holding the project with tiny params; MLflow at its root."""
+    repo = tmp_path_factory.mktemp("study")
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["TORCH_HOME"] = str(torch_home)
+    env.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost", GIT_COMMITTER_NAME="test",
+               GIT_COMMITTER_EMAIL="test@localhost")
+    sh("git init -q && git add -A && git commit -qm init", repo, env)
+    return repo, env
+
+
+def mlflow_runs(repo):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("ddpm-schedules")
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_dvc_repro_runs_the_study(project):
+    repo, env = project
+    sh("dvc repro", repo, env)
+    train = json.loads((repo / "metrics/train.json").read_text())
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    schedules = ["linear", "quadratic", "sigmoid", "cosine"]
+    assert sorted(train) == sorted(schedules)
+    assert train["cosine"]["alpha_bar_T"] < train["linear"]["alpha_bar_T"] < train["quadratic"]["alpha_bar_T"]
+    for name in schedules:
+        assert evaluate[name]["fid"] > 0 and train[name]["steps"] == 8
+        assert (repo / f"reports/samples_{name}.png").is_file() and (repo / f"reports/denoising_{name}.gif").is_file()
+    assert evaluate["num_images"] == 24 and evaluate["real_vs_real"]["fid"] > 0
+    report = (repo / "reports/README.md").read_text()
+    assert "| cosine" in report and "schedules.png" in report and "real-vs-real" in report
+
+    shown = sh("dvc metrics show --json", repo, env).stdout
+    assert "fid" in shown and "final_loss" in shown
+    status = json.loads(sh("dvc status --json", repo, env).stdout)
+    assert status == {}, f"pipeline not up to date after repro: {status}"
+
+    client, runs = mlflow_runs(repo)
+    children = [r for r in runs if r.data.tags.get("ddpm.role") == "schedule"]
+    parents = [r for r in runs if r.data.tags.get("ddpm.role") == "execution"]
+    assert len(parents) == 1 and sorted(r.info.run_name for r in children) == sorted(schedules)
+    for r in children:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert r.data.params["train.steps"] == "8" and r.data.params["schedule"] == r.info.run_name
+        assert {"fid", "kid_mean", "final_loss", "alpha_bar_T", "log_snr_min", "train/loss", "train/loss_bucket_0"} <= set(r.data.metrics)
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")]
+        assert steps == [2, 4, 6, 8]
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "samples")}
+        assert {"samples/grid.png", "samples/denoising.gif", "samples/forward.png"} <= artifacts
+    assert (repo / "mlartifacts").is_dir()
+
+
+def test_exp_run_single_schedule(project):
+    repo, env = project
+    sh("dvc exp run -n only-cosine -S schedule=cosine", repo, env)
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert list(train) == ["cosine"]
+    exps = json.loads(sh("dvc exp show --json", repo, env).stdout)
+    text = json.dumps(exps)
+    assert "only-cosine" in text and '"schedule": "cosine"' in text
+    client, runs = mlflow_runs(repo)
+    named = [r for r in runs if r.info.run_name == "only-cosine-cosine"]
+    assert len(named) == 1 and named[0].info.status == "FINISHED" and "fid" in named[0].data.metrics
+    assert named[0].data.tags["ddpm.dvc_experiment"] == "only-cosine"
+
+
+def test_downstream_param_change_opens_a_correctly_labelled_run(project):
+    repo, env = project
+    sh("dvc exp run -n fewer-steps -S schedule=linear -S sample.steps=3", repo, env)
+    client, runs = mlflow_runs(repo)
+    run = next(r for r in runs if r.info.run_name == "fewer-steps-linear")
+    assert run.data.params["sample.steps"] == "3" and "fid" in run.data.metrics
+    # Training history is carried into the new run, so it is complete on its own.
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6, 8]
+
+
+def test_bad_param_fails_fast_and_keeps_outputs(project):
+    repo, env = project
+    before = (repo / "metrics/train.json").read_text()
+    out = sh("dvc exp run -S schedule=exponential", repo, env, check=False)
+    assert out.returncode != 0
+    assert "schedule: invalid value 'exponential'; expected one or a list of: linear, quadratic, sigmoid, cosine" in out.stdout + out.stderr
+    assert (repo / "metrics/train.json").read_text() == before

@@ -1,0 +1,124 @@
+"""Training loop: resume is bit-exact, divergence stops cleanly, checkpoints load safely."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from conftest import tiny_params
+from ddpm_study import training
+from ddpm_study.config import StudyConfig
+from ddpm_study.diffusion import GaussianDiffusion
+from ddpm_study.schedules import get_betas
+
+
+class Kill(Exception):
+    """Stands in for a kill between two steps (the real `kill -9` is in the end-to-end tests)."""
+
+
+def setup(tmp_path, **train_overrides):
+    p = tiny_params()
+    p["train"].update(train_overrides)
+    cfg = StudyConfig.from_dict(p)
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    diffusion = GaussianDiffusion(get_betas("cosine", 1000, s=0.008, max_beta=0.999))
+    kwargs = dict(schedule="cosine", diffusion=diffusion, images=images, model_cfg=cfg.model, train_cfg=cfg.train,
+                  seed=cfg.seed, lineage=cfg.training_lineage("cosine"), device=torch.device("cpu"))
+    return cfg, kwargs
+
+
+def kill_at(step):
+    def on_step(s):
+        if s == step:
+            raise Kill
+    return on_step
+
+
+@pytest.mark.parametrize("kill_step", [3, 6])
+def test_resume_after_kill_is_bit_exact(tmp_path, kill_step):
+    _, kw = setup(tmp_path)
+    full = training.train(**kw, checkpoint_path=tmp_path / "full.pt")
+    ckpt = tmp_path / "killed.pt"
+    with pytest.raises(Kill):
+        training.train(**kw, checkpoint_path=ckpt, on_step=kill_at(kill_step))
+    resumed = training.train(**kw, checkpoint_path=ckpt)
+    assert resumed.resumed_from == 4 * (kill_step // 4)  # the last checkpoint before the kill
+    assert resumed.state["step"] == full.state["step"] == 8
+    for key in ("model", "ema"):
+        for name, tensor in full.state[key].items():
+            assert torch.equal(tensor, resumed.state[key][name]), f"{key}.{name} differs after resume"
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
+
+
+def test_finished_checkpoint_is_reused_and_other_config_retrains(tmp_path):
+    cfg, kw = setup(tmp_path)
+    ckpt = tmp_path / "c.pt"
+    first = training.train(**kw, checkpoint_path=ckpt)
+    again = training.train(**kw, checkpoint_path=ckpt, on_step=kill_at(1))  # would raise if it trained
+    assert again.resumed_from == 8 and torch.equal(again.state["ema"]["stem.weight"], first.state["ema"]["stem.weight"])
+    _, kw2 = setup(tmp_path, lr=5e-4)
+    retrained = training.train(**kw2, checkpoint_path=ckpt)
+    assert retrained.resumed_from == 0
+
+
+def test_divergence_stops_with_step_and_schedule_and_keeps_checkpoint(tmp_path):
+    _, kw = setup(tmp_path, lr=1e4, warmup_steps=0, steps=40, checkpoint_every=2)
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(training.TrainingDiverged, match=r"schedule 'cosine', step \d+: loss is (nan|inf)") as err:
+        training.train(**kw, checkpoint_path=ckpt)
+    assert err.value.step > 1
+    state = training.load_checkpoint(ckpt)
+    assert state["step"] < err.value.step
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_checkpoint_describes_itself(tmp_path):
+    cfg, kw = setup(tmp_path)
+    result = training.train(**kw, checkpoint_path=tmp_path / "c.pt")
+    state = training.load_checkpoint(tmp_path / "c.pt")
+    assert state["schedule"] == "cosine" and state["step"] == 8
+    assert state["lineage"] == cfg.training_lineage("cosine")
+    assert {"model", "ema", "optimizer", "rng", "history", "train_time_s"} <= set(state)
+    model = training.load_ema_model(state, torch.device("cpu"))
+    assert torch.equal(model.stem.weight, result.state["ema"]["stem.weight"])
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "model": Payload()}, bad)  # torch.save pickles the payload
+    with pytest.raises(training.CheckpointError, match="checkpoint.pt: not a loadable checkpoint"):
+        training.load_checkpoint(bad)
+    assert not (tmp_path / "PWNED").exists()
+    raw = tmp_path / "raw.pt"
+    raw.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(training.CheckpointError):
+        training.load_checkpoint(raw)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    _, kw = setup(tmp_path)
+    ckpt = tmp_path / "c.pt"
+    training.train(**kw, checkpoint_path=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(training.CheckpointError, match="c.pt: not a loadable checkpoint"):
+        training.train(**kw, checkpoint_path=ckpt)
+
+
+def test_batches_cover_each_epoch_once():
+    seen = torch.cat([training.batch_indices(10, 3, step, seed=0) for step in range(3)])
+    assert len(set(seen.tolist())) == 9
+    assert not torch.equal(training.batch_indices(10, 3, 0, 0), training.batch_indices(10, 3, 3, 0))
+
+
+def test_learning_rate_warmup():
+    cfg = StudyConfig.from_dict(tiny_params()).train
+    assert training.learning_rate(0, cfg) == pytest.approx(cfg.lr / 2)
+    assert training.learning_rate(5, cfg) == pytest.approx(cfg.lr)
