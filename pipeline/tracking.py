@@ -15,6 +15,7 @@ what upstream stages recorded in DVC's files, so every run is complete.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import time
@@ -151,11 +152,32 @@ def _experiment_id(client, name: str) -> str:
     return _retry(get_or_create, f"open experiment {name!r}")
 
 
-def _open_execution(cfg: StudyConfig):
-    """The client, experiment id, execution key and parent run id of this pipeline execution."""
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive file lock beside a sqlite store (no-op for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(Path(uri[len("sqlite:///") :]).with_suffix(".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri(cfg))
+    # MLflow creates and migrates a sqlite store's tables when a client is made; two processes
+    # doing it at once (parallel queued experiments) break each other's migration: lock it.
+    with _store_lock(uri):
+        return _retry(lambda: MlflowClient(tracking_uri=uri), f"open the MLflow store {uri}")
+
+
+def _open_execution(cfg: StudyConfig):
+    """The client, experiment id, execution key and parent run id of this pipeline execution."""
+    client = _client(tracking_uri(cfg))
     experiment_id = _experiment_id(client, cfg.tracking.experiment)
     exp_name = dvc_experiment()
     config = cfg.to_dict()

@@ -1,0 +1,258 @@
+"""Faults injected for real: kill -9, crashes mid-write, divergence, bad params, an unreachable or
+locked tracking store, parallel queued experiments, and the MLflow UI's listening address."""
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, tiny_params
+from ddpm_study.files import atomic_path, write_text
+from test_pipeline_e2e import PROJECT_FILES, mlflow_runs, sh  # noqa: F401  (shared helpers)
+
+pytestmark = pytest.mark.slow
+
+
+def make_repo(base: Path, params: dict, torch_home: Path) -> tuple[Path, dict]:
+    import shutil
+
+    repo = base
+    repo.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(TORCH_HOME=str(torch_home), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost")
+    sh("git init -q && git add -A && git commit -qm init", repo, env)
+    return repo, env
+
+
+def long_tiny_params(**train) -> dict:
+    p = tiny_params()
+    p["schedule"] = ["linear"]
+    p["train"].update(steps=300, log_every=10, checkpoint_every=20, **train)
+    return p
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return torch.load(path, weights_only=True)["step"] if path.exists() else 0
+    except Exception:
+        return 0
+
+
+def run_until_checkpoint(repo, env, at_least: int) -> None:
+    """Start `dvc repro`, SIGKILL its whole process group once the checkpoint reaches ``at_least``."""
+    log = open(repo / "repro.log", "w")
+    proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, start_new_session=True, stdout=log, stderr=log)
+    ckpt = repo / "models/linear/checkpoint.pt"
+    deadline = time.time() + 300
+    while checkpoint_step(ckpt) < at_least:
+        assert proc.poll() is None, f"dvc repro ended before the kill point:\n{(repo / 'repro.log').read_text()[-2000:]}"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_kill_9_twice_then_resume_is_bit_exact(tmp_path, torch_home, fashion_mnist_dir):
+    params = long_tiny_params()
+    killed, env = make_repo(tmp_path / "killed", params, torch_home)
+    run_until_checkpoint(killed, env, 60)
+    first = checkpoint_step(killed / "models/linear/checkpoint.pt")
+    run_until_checkpoint(killed, env, first + 100)  # the second kill, at another point
+    second = checkpoint_step(killed / "models/linear/checkpoint.pt")
+    assert 0 < first < second < 300
+    out = sh("dvc repro", killed, env)
+    assert f"linear: resumed from step {second}" in out.stdout + out.stderr
+
+    clean, env2 = make_repo(tmp_path / "clean", params, torch_home)
+    sh("dvc repro", clean, env2)
+    a = torch.load(killed / "models/linear/checkpoint.pt", weights_only=True)
+    b = torch.load(clean / "models/linear/checkpoint.pt", weights_only=True)
+    for key in ("model", "ema"):
+        for name in b[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after two kills"
+    loss = lambda r: json.loads((r / "metrics/train.json").read_text())["linear"]["final_loss"]  # noqa: E731
+    assert loss(killed) == loss(clean)
+    assert (killed / "metrics/evaluate.json").read_text() == (clean / "metrics/evaluate.json").read_text()
+    # The MLflow run of the killed execution is the same run, complete and finished.
+    _, runs = mlflow_runs(killed)
+    run = next(r for r in runs if r.info.run_name == "linear")
+    assert run.info.status == "FINISHED" and "fid" in run.data.metrics
+
+
+def test_divergence_fails_the_stage_and_the_run(tmp_path, torch_home, fashion_mnist_dir):
+    p = tiny_params()
+    p["schedule"] = ["sigmoid"]
+    p["train"].update(lr=1e4, warmup_steps=0, steps=40, checkpoint_every=2)
+    repo, env = make_repo(tmp_path / "r", p, torch_home)
+    out = sh("dvc repro", repo, env, check=False)
+    assert out.returncode != 0
+    assert "training diverged: schedule 'sigmoid', step 3: loss is nan" in out.stdout + out.stderr
+    state = torch.load(repo / "models/sigmoid/checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and all(torch.isfinite(t).all() for t in state["model"].values())
+    assert not (repo / "samples").exists() and not (repo / "metrics/evaluate.json").exists()
+    _, runs = mlflow_runs(repo)
+    assert [r.info.status for r in runs if r.info.run_name == "sigmoid"] == ["FAILED"]
+
+
+BAD_CLI = [
+    ("schedule", "exponential", "schedule: invalid value 'exponential'"),
+    ("train.batch_size", 0, "train.batch_size: invalid value 0; expected an integer > 0"),
+    ("device", "tpu", "device: invalid value 'tpu'; expected one of auto, cpu, cuda"),
+    ("data.dataset", "svhn", "data.dataset: invalid value 'svhn'; expected one of fashion_mnist, mnist, cifar10"),
+]
+
+
+@pytest.mark.parametrize("key,value,line", BAD_CLI)
+def test_bad_param_exits_before_any_work_and_keeps_outputs(tmp_path, key, value, line):
+    p = tiny_params()
+    section, _, leaf = key.rpartition(".")
+    (p[section] if section else p)[leaf] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/train.json").write_text("{\"earlier\": 1}")
+    start = time.time()
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "train"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 1
+    lines = [s for s in out.stderr.splitlines() if s.strip()]
+    assert len(lines) == 1 and line in lines[0], out.stderr
+    assert time.time() - start < 30
+    assert (tmp_path / "metrics/train.json").read_text() == "{\"earlier\": 1}"
+    assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_fails_within_seconds(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    uri = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    start = time.time()
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "train"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 1 and uri in out.stderr and "unreachable" in out.stderr
+    assert time.time() - start < 30
+    assert not (tmp_path / "models").exists()
+
+
+def test_locked_store_is_retried_then_survived(tmp_path, monkeypatch, capsys):
+    """A real sqlite lock held by another connection: a short one is retried through, a long one is
+    reported as a warning without raising (training would go on; DVC's files hold the metrics)."""
+    from ddpm_study.config import StudyConfig
+    from pipeline import tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.setattr(tracking, "RETRIES", 3)
+    cfg = StudyConfig.from_dict(tiny_params())
+    with tracking.schedule_run(cfg, "linear", "train") as run:
+        lock = sqlite3.connect(tmp_path / "mlflow.db", timeout=0, check_same_thread=False)
+        lock.execute("BEGIN EXCLUSIVE")
+        threading.Timer(2.0, lock.rollback).start()
+        run.log_metrics({"transient": 1.0}, step=1)  # blocked ~2 s, then lands
+        lock.execute("BEGIN EXCLUSIVE")
+        run.log_metrics({"persistent": 2.0}, step=1)  # never lands; warned, not raised
+        lock.rollback()
+        lock.close()
+        data = run.client.get_run(run.run_id).data.metrics
+    assert data.get("transient") == 1.0 and "persistent" not in data
+    assert "failed after 3 tries" in capsys.readouterr().err
+
+
+def test_crash_mid_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_text(target, "good\n")
+    with pytest.raises(ZeroDivisionError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            1 / 0
+    assert target.read_text() == "good\n" and list(tmp_path.iterdir()) == [target]
+    # A process killed by SIGKILL in the middle of a write.
+    code = (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from ddpm_study.files import atomic_path\n"
+        "with atomic_path(%r) as tmp:\n"
+        "    f = open(tmp, 'w'); f.write('partial'); f.flush(); print('writing', flush=True); time.sleep(60)\n"
+    ) % (str(ROOT / "src"), str(target))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert target.read_text() == "good\n"
+
+
+def test_queued_experiments_run_in_parallel_into_one_store(tmp_path, torch_home, fashion_mnist_dir):
+    repo, env = make_repo(tmp_path / "q", tiny_params(), torch_home)
+    sh("dvc repro prepare", repo, env)
+    sh("git add -A && git commit -qm prepared", repo, env)
+    sh("dvc exp run --queue -n q-linear -S schedule=linear", repo, env)
+    sh("dvc exp run --queue -n q-cosine -S schedule=cosine", repo, env)
+    sh("dvc queue start -j 2", repo, env)
+    deadline = time.time() + 900
+    while True:
+        status = sh("dvc queue status", repo, env).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        assert time.time() < deadline, status
+        time.sleep(5)
+    sh("dvc queue stop", repo, env, check=False)
+    assert status.count("Success") == 2, status
+    shown = json.dumps(json.loads(sh("dvc exp show --json", repo, env).stdout))
+    assert "q-linear" in shown and "q-cosine" in shown
+    _, runs = mlflow_runs(repo)
+    finished = {r.info.run_name: r for r in runs if r.info.status == "FINISHED"}
+    for name in ("q-linear-linear", "q-cosine-cosine"):
+        assert name in finished and "fid" in finished[name].data.metrics, sorted(finished)
+    assert not list((repo / ".dvc/tmp").rglob("mlflow.db")), "a queued run wrote to a store of its own"
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses listening on ``port`` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, p = local.split(":")
+            if int(p, 16) == port and state == "0A":  # 0A = LISTEN
+                found.add(addr)
+    return found
+
+
+def test_documented_mlflow_ui_binds_to_loopback(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    assert "`mlflow ui`" in readme and "127.0.0.1" in readme
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not listening_addresses(port):
+            assert proc.poll() is None and time.time() < deadline, "mlflow ui did not start"
+            time.sleep(0.5)
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
