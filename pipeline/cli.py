@@ -31,8 +31,9 @@ def _run(stage: Callable, params: Path) -> None:
 
     try:
         stage(load(params))
+    # Expected failures, each with a message naming its cause; anything else keeps its traceback.
     except (ConfigError, DataError, CheckpointError, TrainingDiverged, TrackingError, FloatingPointError,
-            ValueError, RuntimeError, FileNotFoundError) as err:
+            FileNotFoundError) as err:
         console.print(f"[red]error:[/] {err}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
 

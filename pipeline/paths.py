@@ -17,7 +17,6 @@ REFERENCE_DIR = Path("data/reference")
 REFERENCE_FEATURES = REFERENCE_DIR / "features_reference.npy"  # real split A: what samples are compared to
 FLOOR_FEATURES = REFERENCE_DIR / "features_floor.npy"  # real split B: A vs B is the FID floor
 REFERENCE_INFO = REFERENCE_DIR / "info.json"
-FORWARD_STRIP_SOURCE = REFERENCE_DIR / "forward_source.npy"  # the real images shown being noised
 
 MODELS_DIR = Path("models")
 SAMPLES_DIR = Path("samples")

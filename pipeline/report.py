@@ -97,7 +97,8 @@ def run(cfg: StudyConfig) -> None:
     for name in cfg.schedule:
         for src, dst in ((paths.sample_grid(name), f"samples_{name}.png"), (paths.sample_gif(name), f"denoising_{name}.gif"),
                          (paths.forward_strip(name), f"forward_{name}.png")):
-            shutil.copyfile(src, paths.REPORTS_DIR / dst)
+            with atomic_path(paths.REPORTS_DIR / dst) as tmp:
+                shutil.copyfile(src, tmp)
     sample_info = json.loads(paths.sample_info(cfg.schedule[0]).read_text())
     floor = evaluate["real_vs_real"]
     device = "CUDA GPU " + torch.cuda.get_device_name(0) if cfg.device != "cpu" and torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -148,6 +149,11 @@ def run(cfg: StudyConfig) -> None:
         *[f"**{n}**\n\n![{n} forward](forward_{n}.png)\n" for n in cfg.schedule],
     ]
     write_text(paths.REPORT, "\n".join(lines) + "\n")
+    # DVC may have restored some stages from its run cache without running them: make sure every
+    # schedule's run of this execution holds all its results before closing the execution.
+    for name in cfg.schedule:
+        with tracking.schedule_run(cfg, name, "report"):
+            pass
     with tracking.execution_run(cfg) as run:
         run.log_metrics({f"{n}/fid": evaluate[n]["fid"] for n in cfg.schedule})
         for path in sorted(paths.REPORTS_DIR.iterdir()):

@@ -11,7 +11,7 @@ from ddpm_study.config import StudyConfig, fingerprint
 from ddpm_study.files import write_json
 from ddpm_study.runtime import resolve_device
 
-from . import paths, tracking
+from . import lineage, paths, tracking
 from .prepare import load_array, save_array
 from .train import diffusion_for
 from .ui import progress
@@ -22,8 +22,10 @@ FORWARD_ROWS, FORWARD_COLUMNS = 4, 10
 def load_trained(cfg: StudyConfig, name: str, device: torch.device) -> torch.nn.Module:
     """The EMA model of ``name``, refusing a checkpoint trained with another configuration."""
     state = training.load_checkpoint(paths.checkpoint(name))
-    if state["lineage_fingerprint"] != fingerprint(cfg.training_lineage(name)) or state["step"] != cfg.train.steps:
-        raise RuntimeError(f"{paths.checkpoint(name)}: trained with other parameters or unfinished; run `dvc repro` to retrain")
+    if state["lineage_fingerprint"] != fingerprint(lineage.training(cfg, name)) or state["step"] != cfg.train.steps:
+        raise training.CheckpointError(
+            f"{paths.checkpoint(name)}: trained with other parameters or code, or unfinished; run `dvc repro` to retrain"
+        )
     return training.load_ema_model(state, device)
 
 

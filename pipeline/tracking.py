@@ -30,7 +30,7 @@ from rich.console import Console
 
 from ddpm_study.config import StudyConfig, fingerprint
 
-from . import paths
+from . import lineage, paths
 
 console = Console(stderr=True)
 TAG_KEY = "ddpm.key"
@@ -38,6 +38,11 @@ TAG_ROLE = "ddpm.role"
 TAG_SCHEDULE = "ddpm.schedule"
 TAG_EXPERIMENT = "ddpm.dvc_experiment"
 RETRIES = 5
+SUSPEND_S = 60.0  # after a persistent failure, non-critical logging pauses this long
+
+# MLflow's own HTTP client retries for minutes by default; a study must not stall on a dead server.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 class TrackingError(RuntimeError):
@@ -96,10 +101,12 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class ScheduleRun:
-    """An open child run: a thin wrapper that logs with retries and never raises mid-training."""
+    """An open MLflow run: logs with retries; non-critical logging never raises mid-training."""
 
-    def __init__(self, client, run_id: str, created: bool):
-        self.client, self.run_id, self.created = client, run_id, created
+    def __init__(self, client, run_id: str, parent_id: Optional[str] = None):
+        self.client, self.run_id, self.parent_id = client, run_id, parent_id
+        self._suspended_until = 0.0
+        self._last_train_step: Optional[int] = None
 
     def log_metrics(self, metrics: dict[str, Optional[float]], step: int = 0, critical: bool = False) -> None:
         from mlflow.entities import Metric
@@ -108,22 +115,37 @@ class ScheduleRun:
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
         self._safe(lambda: self.client.log_batch(self.run_id, metrics=batch), "log metrics", critical)
 
+    def log_train_rows(self, rows: list[dict[str, Optional[float]]]) -> None:
+        """Training rows as ``train/<name>`` metrics at their step, skipping steps the run already holds
+        (a resumed run replays its history from the checkpoint)."""
+        if self._last_train_step is None:
+            history = _retry(lambda: self.client.get_metric_history(self.run_id, "train/loss"), "read train/loss")
+            self._last_train_step = max((m.step for m in history), default=0)
+        for row in rows:
+            if row["step"] > self._last_train_step:
+                self.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+                self._last_train_step = int(row["step"])
+
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
         if path.exists():
             self._safe(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path), f"log {path}", False)
 
-    def last_step(self, key: str) -> int:
-        history = _retry(lambda: self.client.get_metric_history(self.run_id, key), f"read {key}")
-        return max((m.step for m in history), default=0)
+    def terminate(self, status: str, run_id: Optional[str] = None) -> None:
+        run_id = run_id or self.run_id
+        self._safe(lambda: self.client.set_terminated(run_id, status), f"mark run {status}", False)
 
     def _safe(self, fn: Callable[[], Any], what: str, critical: bool) -> None:
+        if not critical and time.monotonic() < self._suspended_until:
+            return
         try:
             _retry(fn, what)
         except TrackingError as err:
             if critical:
                 raise
-            # A long run must not die for a logging hiccup: DVC's metric files still hold everything.
-            console.print(f"[yellow]warning:[/] {err} (continuing; DVC's metric files are complete)")
+            # A long run must not die, nor crawl, for a tracking outage: DVC's files hold everything.
+            self._suspended_until = time.monotonic() + SUSPEND_S
+            console.print(f"[yellow]warning:[/] {err}; MLflow logging paused for {SUSPEND_S:.0f} s "
+                          "(training goes on; DVC's metric files are complete)")
 
 
 def _find_or_create(client, experiment_id: str, key: str, name: str, tags: dict[str, str]) -> tuple[str, bool]:
@@ -177,78 +199,108 @@ def _client(uri: str):
 
 def _open_execution(cfg: StudyConfig):
     """The client, experiment id, execution key and parent run id of this pipeline execution."""
+    from mlflow.entities import Param
+
     client = _client(tracking_uri(cfg))
     experiment_id = _experiment_id(client, cfg.tracking.experiment)
     exp_name = dvc_experiment()
     config = cfg.to_dict()
     config.pop("tracking")
+    config["code"] = lineage.training_code_fingerprint()
     execution_key = fingerprint({"config": config, "dvc_experiment": exp_name})
-    parent_id, _ = _find_or_create(
+    parent_id, created = _find_or_create(
         client, experiment_id, f"execution-{execution_key}", f"{exp_name or 'study'}-{execution_key[:6]}",
         {TAG_ROLE: "execution", TAG_EXPERIMENT: exp_name, "schedules": ",".join(cfg.schedule)},
     )
+    if created:
+        _retry(lambda: client.log_batch(parent_id, params=[Param(k, v) for k, v in _flatten(config).items()]), "log params")
     return client, experiment_id, execution_key, parent_id
 
 
 @contextmanager
 def _running(run: ScheduleRun) -> Iterator[ScheduleRun]:
-    """Mark the run RUNNING, then FINISHED, or FAILED if the stage raises (a divergence, a kill by Ctrl-C)."""
+    """Mark the run RUNNING, then FINISHED; if the stage raises (divergence, Ctrl-C), mark it and
+    its execution FAILED."""
     _retry(lambda: run.client.update_run(run.run_id, status="RUNNING"), "mark run RUNNING")
     try:
         yield run
     except BaseException:
-        run._safe(lambda: run.client.set_terminated(run.run_id, "FAILED"), "mark run FAILED", False)
+        run.terminate("FAILED")
+        if run.parent_id:
+            run.terminate("FAILED", run.parent_id)
         raise
-    run._safe(lambda: run.client.set_terminated(run.run_id, "FINISHED"), "mark run FINISHED", False)
+    run.terminate("FINISHED")
 
 
 @contextmanager
 def schedule_run(cfg: StudyConfig, schedule: str, stage: str) -> Iterator[ScheduleRun]:
-    """Find or create this execution's child run for ``schedule`` and hold it open for ``stage``."""
+    """Find or create this execution's child run for ``schedule`` and hold it open for ``stage``.
+
+    A run created here by a stage after `train` is backfilled from the upstream stages' files.
+    """
     client, experiment_id, execution_key, parent_id = _open_execution(cfg)
     exp_name = dvc_experiment()
-    lineage = cfg.schedule_lineage(schedule)
-    key = f"{schedule}-{fingerprint(lineage)}-{execution_key}"
+    run_lineage = lineage.schedule(cfg, schedule)
+    key = f"{schedule}-{fingerprint(run_lineage)}-{execution_key}"
     run_id, created = _find_or_create(
         client, experiment_id, key, f"{exp_name}-{schedule}" if exp_name else schedule,
         {TAG_ROLE: "schedule", TAG_SCHEDULE: schedule, TAG_EXPERIMENT: exp_name, "mlflow.parentRunId": parent_id},
     )
-    run = ScheduleRun(client, run_id, created)
+    run = ScheduleRun(client, run_id, parent_id)
     if created:
         from mlflow.entities import Param
 
-        params = [Param(k, v) for k, v in _flatten(lineage).items()]
+        params = [Param(k, v) for k, v in _flatten(run_lineage).items()]
         _retry(lambda: client.log_batch(run_id, params=params), "log params")
-        _backfill(run, schedule, stage)
+    if created or stage == "report":
+        backfill(run, schedule, before=stage)
     with _running(run):
         yield run
 
 
 @contextmanager
 def execution_run(cfg: StudyConfig) -> Iterator[ScheduleRun]:
-    """The parent run of this execution (the report stage logs the comparison there)."""
+    """The parent run of this execution; the report stage logs the comparison there and closes it."""
     client, _, _, parent_id = _open_execution(cfg)
-    with _running(ScheduleRun(client, parent_id, False)) as run:
+    with _running(ScheduleRun(client, parent_id)) as run:
         yield run
 
 
-def log_history(run: ScheduleRun, rows: list[dict[str, Optional[float]]]) -> None:
-    """Training rows as ``train/<name>`` metrics at their step, skipping steps the run already holds."""
-    done = run.last_step("train/loss")
-    for row in rows:
-        if row["step"] > done:
-            run.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+STAGE_ORDER = ("train", "sample", "evaluate", "report")
 
 
-def _backfill(run: ScheduleRun, schedule: str, stage: str) -> None:
-    """A run created by a downstream stage gets what upstream stages left in DVC's files."""
+def backfill(run: ScheduleRun, schedule: str, before: str) -> None:
+    """Log into ``run`` what the stages before ``before`` left in DVC's files and the run lacks.
+
+    DVC may skip a stage (its outputs restored from the run cache) or a run may be opened only by a
+    later stage; either way every run ends up holding the whole lineage of its outputs. Only
+    upstream files are read: DVC has made them current before ``before`` runs.
+    """
     import json
 
-    if stage in ("sample", "evaluate") and paths.train_history(schedule).exists():
-        rows = pd.read_csv(paths.train_history(schedule), sep="\t").astype(object)
-        log_history(run, [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")])
-        if paths.TRAIN_METRICS.exists():
+    upstream = STAGE_ORDER[: STAGE_ORDER.index(before)]
+    data = _retry(lambda: run.client.get_run(run.run_id).data, "read run")
+    have = set(data.metrics)
+    if "train" in upstream:
+        if "train/loss" not in have and paths.train_history(schedule).exists():
+            rows = pd.read_csv(paths.train_history(schedule), sep="\t").astype(object)
+            run.log_train_rows([{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")])
+        if "final_loss" not in have and paths.TRAIN_METRICS.exists():
             run.log_metrics(json.loads(paths.TRAIN_METRICS.read_text()).get(schedule, {}))
-    if stage == "evaluate":
-        for path in (paths.sample_grid(schedule), paths.sample_gif(schedule), paths.forward_strip(schedule)):
-            run.log_artifact(path, "samples")
+        if not _has_artifacts(run, "model"):
+            run.log_artifact(paths.checkpoint(schedule), "model")
+    if "sample" in upstream:
+        if "sample_time_s" not in have and paths.sample_info(schedule).exists():
+            run.log_metrics({"sample_time_s": json.loads(paths.sample_info(schedule).read_text())["sample_time_s"]})
+        if not _has_artifacts(run, "samples"):
+            for path in (paths.sample_grid(schedule), paths.sample_gif(schedule), paths.forward_strip(schedule)):
+                run.log_artifact(path, "samples")
+    if "evaluate" in upstream and "fid" not in have and paths.EVALUATE_METRICS.exists():
+        results = json.loads(paths.EVALUATE_METRICS.read_text())
+        if schedule in results:
+            run.log_metrics({**results[schedule], "fid_real_vs_real": results["real_vs_real"]["fid"],
+                             "num_images": results["num_images"]})
+
+
+def _has_artifacts(run: ScheduleRun, folder: str) -> bool:
+    return bool(_retry(lambda: run.client.list_artifacts(run.run_id, folder), f"list {folder}"))

@@ -6,12 +6,12 @@ import pandas as pd
 import torch
 
 from ddpm_study import schedules, training
-from ddpm_study.config import StudyConfig
+from ddpm_study.config import ConfigError, StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import atomic_path, write_json
 from ddpm_study.runtime import resolve_device
 
-from . import paths, tracking
+from . import lineage, paths, tracking
 from .prepare import load_array
 from .ui import console, progress
 
@@ -35,7 +35,8 @@ def run(cfg: StudyConfig) -> None:
     device = resolve_device(cfg.device)
     images = training_images(cfg)
     if cfg.train.batch_size > len(images):
-        raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the {len(images)} training images")
+        raise ConfigError(f"train.batch_size: invalid value {cfg.train.batch_size}; expected at most the "
+                          f"{len(images)} training images (data.train_subset)")
     summaries = {}
     for name in cfg.schedule:
         diffusion = diffusion_for(cfg, name)
@@ -43,13 +44,11 @@ def run(cfg: StudyConfig) -> None:
         with tracking.schedule_run(cfg, name, "train") as run, progress() as bar:
             task = bar.add_task(f"train {name}", total=cfg.train.steps, info="")
             history: list[dict] = []
-            already_logged = run.last_step("train/loss")
 
             def on_log(row: dict) -> None:
                 history.append(row)
                 write_history(paths.train_history(name), history)
-                if row["step"] > already_logged:
-                    run.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+                run.log_train_rows([row])
                 bar.update(task, completed=row["step"], info=f"loss {row['loss']:.4f}  {row['images_per_s']:.0f} img/s")
 
             result = training.train(
@@ -59,7 +58,7 @@ def run(cfg: StudyConfig) -> None:
                 model_cfg=cfg.model,
                 train_cfg=cfg.train,
                 seed=cfg.seed,
-                lineage=cfg.training_lineage(name),
+                lineage=lineage.training(cfg, name),
                 device=device,
                 checkpoint_path=ckpt,
                 on_log=on_log,

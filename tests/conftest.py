@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,42 @@ def fashion_mnist_dir() -> Path:
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"{FASHION_MNIST_DIR} is empty; apt-get install -y dataset-fashion-mnist")
     return FASHION_MNIST_DIR
+
+
+# --- helpers for the tests that run the real pipeline in a temporary repository ----------------
+PROJECT_FILES = ["dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src", "pipeline"]
+
+
+def sh(cmd, cwd, env=None, check=True):
+    out = subprocess.run(cmd, cwd=cwd, env=env, shell=True, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(f"`{cmd}` failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def make_repo(repo: Path, params: dict, torch_home: Path) -> tuple[Path, dict]:
+    """A fresh git + DVC repository holding the project with ``params``; MLflow will live at its root."""
+    import yaml
+
+    repo.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env.update(TORCH_HOME=str(torch_home), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost")
+    sh("git init -q && git add -A && git commit -qm init", repo, env)
+    return repo, env
+
+
+def mlflow_runs(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("ddpm-schedules")
+    return client, client.search_runs([exp.experiment_id], max_results=1000)

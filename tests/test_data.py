@@ -87,10 +87,24 @@ def test_wrong_shape_names_the_file(tmp_path):
         locate_and_load("fashion_mnist", tmp_path / "raw", str(tmp_path / "src"), download=False)
 
 
-def test_empty_folder_without_download(tmp_path):
+@pytest.mark.parametrize("download", [False, True])
+def test_empty_source_folder_names_it(tmp_path, download):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no files in .*data.source_dir=.*empty.*download is false"):
-        locate_and_load("fashion_mnist", tmp_path / "raw", str(tmp_path / "empty"), download=False)
+    with pytest.raises(DataError, match="data.source_dir=.*empty.* lacks the official fashion_mnist files"):
+        locate_and_load("fashion_mnist", tmp_path / "raw", str(tmp_path / "empty"), download=download)
+
+
+def test_nothing_anywhere_without_download(tmp_path):
+    with pytest.raises(DataError, match="no files in .*download is false"):
+        locate_and_load("mnist", tmp_path / "raw", "", download=False)
+
+
+def test_auto_source_never_gives_fashion_mnist_for_mnist(tmp_path, fashion_mnist_dir):
+    """The Debian folder holds Fashion-MNIST under MNIST's file names; "auto" must not use it for MNIST."""
+    with pytest.raises(DataError, match="no files in .*MNIST"):
+        locate_and_load("mnist", tmp_path / "raw", "auto", download=False)
+    splits = locate_and_load("fashion_mnist", tmp_path / "raw", "auto", download=False)
+    assert "local folder /usr/share/datasets/fashion-mnist" == splits.source
 
 
 def write_cifar_bin(folder: Path, n=7, truncate: str = "") -> np.ndarray:

@@ -88,6 +88,11 @@ def test_no_noise_added_at_last_step(diffusion):
     torch.testing.assert_close(a, b)
 
 
+def test_single_step_process_samples(diffusion):
+    x, _ = diffusion.respace(1).sample_loop(dummy_model, torch.randn(2, 1, 3, 3), torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all() and x.abs().max() <= 1  # one step from x_T straight to the clipped x0
+
+
 def test_spaced_timesteps():
     assert list(spaced_timesteps(1000, 1000)) == list(range(1000))
     s = spaced_timesteps(1000, 10)

@@ -1,5 +1,7 @@
 """dvc.yaml and pipeline/paths.py name the same outputs; dvc.yaml lists params that exist."""
 
+from pathlib import Path
+
 import yaml
 
 from conftest import ROOT, default_params
@@ -45,6 +47,14 @@ def test_stages_without_upstream_outputs_wait_for_the_params_gate():
     stages = dvc_stages()
     for name in ("prepare", "reference", "train"):
         assert str(paths.PARAMS_OK) in stages[name]["deps"], name
+
+
+def test_train_code_deps_match_the_lineage_fingerprint():
+    """Code that DVC reruns `train` for is exactly the code whose change forbids resuming a checkpoint."""
+    from pipeline.lineage import TRAINING_CODE
+
+    deps = {d for d in dvc_stages()["train"]["deps"] if d.startswith("src/")}
+    assert deps == {f"src/ddpm_study/{Path(m.__file__).name}" for m in TRAINING_CODE}
 
 
 def test_training_checkpoints_persist():

@@ -2,53 +2,17 @@
 repository, with the real Fashion-MNIST files, Inception weights and MLflow sqlite store."""
 
 import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import ROOT, tiny_params
+from conftest import make_repo, mlflow_runs, sh, tiny_params
 
 pytestmark = pytest.mark.slow
-PROJECT_FILES = ["dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src", "pipeline"]
-
-
-def sh(cmd, cwd, env=None, check=True):
-    out = subprocess.run(cmd, cwd=cwd, env=env, shell=True, capture_output=True, text=True)
-    if check and out.returncode != 0:
-        raise AssertionError(f"`{cmd}` failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, torch_home, fashion_mnist_dir):
-    """A fresh git + DVC repository holding the project with tiny params; MLflow at its root."""
-    repo = tmp_path_factory.mktemp("study")
-    for name in PROJECT_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["TORCH_HOME"] = str(torch_home)
-    env.update(GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost", GIT_COMMITTER_NAME="test",
-               GIT_COMMITTER_EMAIL="test@localhost")
-    sh("git init -q && git add -A && git commit -qm init", repo, env)
-    return repo, env
-
-
-def mlflow_runs(repo):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("ddpm-schedules")
-    return client, client.search_runs([exp.experiment_id], max_results=1000)
+    return make_repo(tmp_path_factory.mktemp("study"), tiny_params(), torch_home)
 
 
 def test_dvc_repro_runs_the_study(project):

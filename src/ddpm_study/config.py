@@ -261,10 +261,15 @@ class StudyConfig:
         return d
 
     def training_lineage(self, name: str) -> dict[str, Any]:
-        """Everything a trained model depends on; a checkpoint resumes only when this matches."""
+        """Every parameter a trained model depends on; a checkpoint resumes only when this matches.
+
+        Where the data files came from (source_dir, download) is left out: the prepared arrays are
+        the same whatever their source, and DVC tracks their content.
+        """
         d = self.schedule_lineage(name)
         for section in ("sample", "evaluate"):
             d.pop(section)
+        d["data"] = {k: v for k, v in d["data"].items() if k not in ("source_dir", "download")}
         return d
 
 

@@ -2,8 +2,9 @@
 
 Source order for a data set (``locate_and_load``):
 1. files already in the data folder (``raw_dir``), in torchvision's layout;
-2. a local folder of the official files (``source_dir``; Debian's ``dataset-fashion-mnist`` puts
-   Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``), copied into the data folder;
+2. a local folder of the official files (``source_dir``), copied into the data folder. "auto"
+   means the folder a Debian package puts the data set in, if any (``dataset-fashion-mnist``:
+   ``/usr/share/datasets/fashion-mnist``); an explicit folder that lacks the files is an error;
 3. torchvision's download into the data folder, when ``download`` is true.
 Every file is checked: a truncated, corrupt or wrong-shaped file raises ``DataError`` naming it.
 """
@@ -29,6 +30,8 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+# Where Debian's packages put a data set ("auto" source_dir); data sets not listed have none.
+DEBIAN_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 CIFAR_TRAIN_BIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 CIFAR_TEST_BIN = ["test_batch.bin"]
 CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then the 32x32 R, G, B planes
@@ -50,6 +53,10 @@ class Splits:
 
 
 def locate_and_load(dataset: str, raw_dir: Path, source_dir: str, download: bool) -> Splits:
+    if source_dir == "auto":
+        source_dir = DEBIAN_DIRS.get(dataset, "")
+        if source_dir and not Path(source_dir).is_dir():
+            source_dir = ""
     if dataset in IDX_SETS:
         return _load_idx_dataset(dataset, raw_dir, source_dir, download)
     if dataset == "cifar10":
@@ -62,9 +69,15 @@ def _load_idx_dataset(dataset: str, raw_dir: Path, source_dir: str, download: bo
     folder = raw_dir / IDX_SETS[dataset] / "raw"
     if all((folder / f).is_file() for f in IDX_FILES.values()):
         source = f"data folder {folder}"
-    elif source_dir and Path(source_dir).is_dir() and _find_idx_sources(Path(source_dir)):
+    elif source_dir:
+        found = _find_idx_sources(Path(source_dir))
+        if not found:
+            raise DataError(
+                f"data.source_dir={source_dir!r} lacks the official {dataset} files "
+                f"({', '.join(IDX_FILES.values())}, plain or .gz)"
+            )
         folder.mkdir(parents=True, exist_ok=True)
-        for name, src in _find_idx_sources(Path(source_dir)).items():
+        for name, src in found.items():
             _copy_maybe_gunzip(src, folder / name)
         source = f"local folder {source_dir}"
     elif download:
@@ -133,6 +146,9 @@ def _read_idx(path: Path) -> np.ndarray:
 # --- CIFAR-10 -----------------------------------------------------------------------------------
 def _load_cifar10(raw_dir: Path, source_dir: str, download: bool) -> Splits:
     bin_dir = _find_cifar_bin(raw_dir) or (_find_cifar_bin(Path(source_dir)) if source_dir else None)
+    if source_dir and bin_dir is None and not (Path(source_dir) / "cifar-10-batches-py").is_dir():
+        raise DataError(f"data.source_dir={source_dir!r} lacks the official CIFAR-10 files "
+                        "(binary version *.bin, or cifar-10-batches-py/)")
     if bin_dir is not None:
         train = [_read_cifar_bin(bin_dir / f) for f in CIFAR_TRAIN_BIN]
         test = _read_cifar_bin(bin_dir / CIFAR_TEST_BIN[0])

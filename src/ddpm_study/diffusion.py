@@ -62,8 +62,11 @@ class GaussianDiffusion:
             "sqrt_recip_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod),
             "sqrt_recipm1_alphas_cumprod": np.sqrt(1.0 / alphas_cumprod - 1),
             "posterior_variance": posterior_variance,
-            # The variance is 0 at t = 0; clip its log there to the next value, as improved-diffusion does.
-            "posterior_log_variance_clipped": np.log(np.append(posterior_variance[1], posterior_variance[1:])),
+            # The variance is 0 at t = 0 (no noise is added there); clip its log to the next value,
+            # as improved-diffusion does, or to beta_1 for a one-step process.
+            "posterior_log_variance_clipped": np.log(
+                np.append(posterior_variance[1] if len(betas) > 1 else betas[0], posterior_variance[1:])
+            ),
             "posterior_mean_coef1": betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
             "posterior_mean_coef2": (1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - alphas_cumprod),
         }

@@ -43,7 +43,7 @@ def kid(features_1: torch.Tensor, features_2: torch.Tensor, subset_size: int, su
     """Kernel Inception Distance (mean, std over ``subsets`` random subsets of ``subset_size``)."""
     out = kid_features_to_metric(
         features_1, features_2, kid_subset_size=subset_size, kid_subsets=subsets, rng_seed=seed, verbose=False,
-        kid_kernel="poly", kid_degree=3, kid_gamma=None, kid_coef0=1,
+        kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1,
     )
     return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
 

@@ -7,15 +7,17 @@ import random
 import numpy as np
 import torch
 
+from .config import ConfigError
+
 
 def resolve_device(name: str) -> torch.device:
     """"auto" -> cuda when available, else cpu; "cuda" without a GPU is an error, not a silent fallback."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
+        raise ConfigError("device: invalid value 'cuda': no CUDA GPU is available; expected auto or cpu")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"device: unknown device {name!r}; valid: auto, cpu, cuda")
+        raise ConfigError(f"device: invalid value {name!r}; expected one of auto, cpu, cuda")
     return torch.device(name)
 
 

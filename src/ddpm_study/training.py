@@ -37,9 +37,9 @@ class CheckpointError(RuntimeError):
 class TrainingDiverged(RuntimeError):
     """The loss became non-finite; the last good checkpoint is kept."""
 
-    def __init__(self, schedule: str, step: int, loss: float):
+    def __init__(self, schedule: str, step: int, loss: float, what: str = "loss"):
         super().__init__(
-            f"training diverged: schedule {schedule!r}, step {step}: loss is {loss}; "
+            f"training diverged: schedule {schedule!r}, step {step}: {what} is {loss}; "
             "the last good checkpoint was kept (lower train.lr?)"
         )
         self.schedule, self.step, self.loss = schedule, step, loss
@@ -185,7 +185,9 @@ def train(
             raise TrainingDiverged(schedule, step + 1, loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        if not torch.isfinite(grad_norm):  # a finite loss can still have inf gradients: never step on them
+            raise TrainingDiverged(schedule, step + 1, float(grad_norm), what="gradient norm")
         optimizer.step()
         ema_update(ema, model, train_cfg.ema_decay)
         step += 1
