@@ -64,6 +64,18 @@ def test_exp_run_single_schedule(project):
     assert len(named) == 1 and named[0].info.status == "FINISHED" and "fid" in named[0].data.metrics
     assert named[0].data.tags["ddpm.dvc_experiment"] == "only-cosine"
 
+    # Back to all four schedules as a new experiment: sample and evaluate for these params ran in
+    # the first test, so DVC restores them from its run cache without running them; the report
+    # stage then fills the new runs from DVC's files.
+    out = sh("dvc exp run -n back-to-all -S 'schedule=[linear,quadratic,sigmoid,cosine]'", repo, env)
+    assert "Stage 'sample' is cached - skipping run" in out.stdout + out.stderr
+    client, runs = mlflow_runs(repo)
+    again = next(r for r in runs if r.info.run_name == "back-to-all-quadratic")
+    assert again.info.status == "FINISHED" and {"fid", "final_loss", "sample_time_s"} <= set(again.data.metrics)
+    assert {a.path for a in client.list_artifacts(again.info.run_id, "samples")} >= {"samples/grid.png"}
+    parent = client.get_run(again.data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FINISHED" and client.list_artifacts(parent.info.run_id, "report")
+
 
 def test_downstream_param_change_opens_a_correctly_labelled_run(project):
     repo, env = project
