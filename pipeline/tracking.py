@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pandas as pd
-from rich.console import Console
 
 from ddpm_study.config import StudyConfig, fingerprint
 
 from . import lineage, paths
+from .ui import console
 
-console = Console(stderr=True)
 TAG_KEY = "ddpm.key"
 TAG_ROLE = "ddpm.role"
 TAG_SCHEDULE = "ddpm.schedule"
