@@ -72,8 +72,16 @@ def sample(params: Path = ParamsOption) -> None:
 
 @app.command()
 def evaluate(params: Path = ParamsOption) -> None:
-    """FID and KID (torch-fidelity, 2048-d Inception features) of each schedule's samples."""
+    """FID and KID (2048-d Inception features) of each schedule's samples, with spreads, floor and ceilings."""
     from . import evaluate as stage
+
+    _run(stage.run, params)
+
+
+@app.command()
+def sweep(params: Path = ParamsOption) -> None:
+    """FID/KID of every schedule x sampler x number of sampling steps, with bootstrap spreads."""
+    from . import sweep as stage
 
     _run(stage.run, params)
 

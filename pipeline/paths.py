@@ -24,6 +24,9 @@ METRICS_DIR = Path("metrics")
 TRAIN_METRICS = METRICS_DIR / "train.json"
 EVALUATE_METRICS = METRICS_DIR / "evaluate.json"
 TRAIN_PLOTS_DIR = Path("plots/train")
+SWEEP_DIR = Path("sweep")  # per cell: images, trajectory and Inception features of the step sweep
+SWEEP_METRICS = METRICS_DIR / "sweep.json"
+SWEEP_PLOTS_DIR = Path("plots/sweep")
 REPORTS_DIR = Path("reports")
 REPORT = REPORTS_DIR / "README.md"
 
@@ -63,3 +66,12 @@ def forward_strip(schedule: str) -> Path:
 
 def sample_info(schedule: str) -> Path:
     return sample_dir(schedule) / "info.json"
+
+
+def sweep_array(schedule: str, sampler: str, steps: int, kind: str) -> Path:
+    """kind: images, trajectory or features."""
+    return SWEEP_DIR / schedule / f"{sampler}_{steps}_{kind}.npy"
+
+
+def sweep_plot(schedule: str, sampler: str) -> Path:
+    return SWEEP_PLOTS_DIR / f"{schedule}_{sampler}.tsv"

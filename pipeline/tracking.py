@@ -265,7 +265,9 @@ def execution_run(cfg: StudyConfig) -> Iterator[ScheduleRun]:
         yield run
 
 
-STAGE_ORDER = ("train", "sample", "evaluate", "report")
+# The stages whose files DVC has made current before each stage runs (dvc.yaml's dependencies).
+UPSTREAM = {"train": (), "sample": ("train",), "evaluate": ("train", "sample"), "sweep": ("train",),
+            "report": ("train", "sample", "evaluate", "sweep")}
 
 
 def backfill(run: ScheduleRun, schedule: str, before: str) -> None:
@@ -277,7 +279,7 @@ def backfill(run: ScheduleRun, schedule: str, before: str) -> None:
     """
     import json
 
-    upstream = STAGE_ORDER[: STAGE_ORDER.index(before)]
+    upstream = UPSTREAM[before]
     data = _retry(lambda: run.client.get_run(run.run_id).data, "read run")
     have = set(data.metrics)
     if "train" in upstream:
@@ -299,6 +301,17 @@ def backfill(run: ScheduleRun, schedule: str, before: str) -> None:
         if schedule in results:
             run.log_metrics({**results[schedule], "fid_real_vs_real": results["real_vs_real"]["fid"],
                              "num_images": results["num_images"]})
+    if "sweep" in upstream and not any(k.startswith("sweep/") for k in have) and paths.SWEEP_METRICS.exists():
+        for sampler, steps, row in sweep_rows(json.loads(paths.SWEEP_METRICS.read_text()), schedule):
+            run.log_metrics({f"sweep/{sampler}/{k}": v for k, v in row.items()}, step=steps)
+
+
+def sweep_rows(results: dict, schedule: str) -> Iterator[tuple[str, int, dict[str, float]]]:
+    """(sampler, steps, scores) of one schedule in the sweep's metrics file."""
+    for cell, scores in results["cells"].items():
+        if schedule in scores:
+            sampler, steps = cell.rsplit("_", 1)
+            yield sampler, int(steps), scores[schedule]
 
 
 def _has_artifacts(run: ScheduleRun, folder: str) -> bool:

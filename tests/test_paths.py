@@ -27,10 +27,13 @@ def test_outputs_match_paths_module():
     assert outs["train"] == {str(paths.MODELS_DIR), str(paths.TRAIN_METRICS), str(paths.TRAIN_PLOTS_DIR)}
     assert outs["sample"] == {str(paths.SAMPLES_DIR)}
     assert outs["evaluate"] == {str(paths.EVALUATE_METRICS)}
+    assert outs["sweep"] == {str(paths.SWEEP_DIR), str(paths.SWEEP_METRICS), str(paths.SWEEP_PLOTS_DIR)}
     assert outs["report"] == {str(paths.REPORTS_DIR)}
     for name in ("linear", "cosine"):
         assert paths.checkpoint(name).is_relative_to(paths.MODELS_DIR)
         assert paths.sample_images(name).is_relative_to(paths.SAMPLES_DIR)
+        assert paths.sweep_array(name, "ddim", 10, "features").is_relative_to(paths.SWEEP_DIR)
+        assert paths.sweep_plot(name, "ddim").is_relative_to(paths.SWEEP_PLOTS_DIR)
 
 
 def test_every_listed_param_exists():

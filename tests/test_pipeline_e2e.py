@@ -27,8 +27,22 @@ def test_dvc_repro_runs_the_study(project):
         assert evaluate[name]["fid"] > 0 and train[name]["steps"] == 8
         assert (repo / f"reports/samples_{name}.png").is_file() and (repo / f"reports/denoising_{name}.gif").is_file()
     assert evaluate["num_images"] == 24 and evaluate["real_vs_real"]["fid"] > 0
+    # Spreads, paired differences and the trivial-generator ceilings beside every FID.
+    assert all(evaluate[n]["fid_std"] > 0 for n in schedules) and evaluate["real_vs_real"]["fid_std"] > 0
+    assert len(evaluate["pairs"]) == 6 and {"diff", "std", "within_noise"} <= set(evaluate["pairs"]["linear-cosine"])
+    assert set(evaluate["ceilings"]) == {"gaussian_noise", "mean_image"}
+    sweep = json.loads((repo / "metrics/sweep.json").read_text())
+    assert sweep["num_images"] == 12 and sorted(sweep["cells"]) == ["ddim_2", "ddim_4", "ddpm_2", "ddpm_4"]
+    for cell in sweep["cells"].values():
+        assert all(cell[n]["fid"] > 0 and cell[n]["fid_std"] > 0 for n in schedules) and len(cell["pairs"]) == 6
+    assert (repo / "sweep/cosine/ddim_4_trajectory.npy").is_file() and (repo / "plots/sweep/cosine_ddim.tsv").is_file()
     report = (repo / "reports/README.md").read_text()
-    assert "| cosine" in report and "schedules.png" in report and "real-vs-real" in report
+    assert "| cosine" in report and "schedules.png" in report and "real vs real" in report
+    for part in ("## Conclusions", "Nichol & Dhariwal", "## Protocol", "fid_vs_steps.png", "loss_by_timestep.png",
+                 "same_noise.png", "trajectory.png", "within noise"):
+        assert part in report, part
+    for figure in ("fid_vs_steps.png", "same_noise.png", "trajectory.png", "sweep.csv"):
+        assert (repo / "reports" / figure).is_file(), figure
 
     shown = sh("dvc metrics show --json", repo, env).stdout
     assert "fid" in shown and "final_loss" in shown
@@ -48,6 +62,9 @@ def test_dvc_repro_runs_the_study(project):
         assert steps == [2, 4, 6, 8]
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "samples")}
         assert {"samples/grid.png", "samples/denoising.gif", "samples/forward.png"} <= artifacts
+        # The sweep's curves, with the number of sampling steps as MLflow's step axis.
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "sweep/ddim/fid")] == [2, 4]
+        assert "fid_std" in r.data.metrics
     assert (repo / "mlartifacts").is_dir()
 
 

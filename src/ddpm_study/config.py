@@ -180,12 +180,42 @@ class EvaluateConfig:
     batch_size: int
     kid_subset_size: int
     kid_subsets: int
+    bootstrap: int
 
     def check(self, num_images: int) -> None:
         _require(self.batch_size > 0, "evaluate.batch_size", self.batch_size, "an integer > 0")
         _require(self.kid_subsets > 0, "evaluate.kid_subsets", self.kid_subsets, "an integer > 0")
         _require(1 < self.kid_subset_size <= num_images, "evaluate.kid_subset_size", self.kid_subset_size,
                  f"an integer in [2, sample.num_images = {num_images}]")
+        _require(self.bootstrap >= 2, "evaluate.bootstrap", self.bootstrap, "an integer >= 2 (bootstrap resamples)")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Quality against sampling cost: every sampler at every step count, from shared noise."""
+
+    samplers: tuple[str, ...]
+    steps: tuple[int, ...]
+    eta: float
+    num_images: int
+    batch_size: int
+
+    def check(self, timesteps: int, evaluate: EvaluateConfig, reference_images: int) -> None:
+        for i, name in enumerate(self.samplers):
+            _require(name in SAMPLERS, f"sweep.samplers[{i}]", name, f"one of {', '.join(SAMPLERS)}")
+        _require(len(self.samplers) > 0 and len(set(self.samplers)) == len(self.samplers), "sweep.samplers",
+                 list(self.samplers), f"a non-empty list of distinct names from: {', '.join(SAMPLERS)}")
+        for i, steps in enumerate(self.steps):
+            _require(1 <= steps <= timesteps, f"sweep.steps[{i}]", steps,
+                     f"an integer in [1, diffusion.timesteps = {timesteps}]")
+        _require(len(self.steps) > 0 and len(set(self.steps)) == len(self.steps), "sweep.steps", list(self.steps),
+                 "a non-empty list of distinct step counts")
+        _require(self.eta >= 0, "sweep.eta", self.eta, "a number >= 0")
+        _require(self.batch_size > 0, "sweep.batch_size", self.batch_size, "an integer > 0")
+        # FID against the real reference split; the floor at this N is a subset of the floor split.
+        _require(evaluate.kid_subset_size <= self.num_images <= reference_images, "sweep.num_images",
+                 self.num_images, f"an integer in [evaluate.kid_subset_size = {evaluate.kid_subset_size}, "
+                 f"sample.num_images = {reference_images}]")
 
 
 @dataclass(frozen=True)
@@ -209,6 +239,7 @@ class StudyConfig:
     train: TrainConfig
     sample: SampleConfig
     evaluate: EvaluateConfig
+    sweep: SweepConfig
     tracking: TrackingConfig
 
     @classmethod
@@ -242,6 +273,7 @@ class StudyConfig:
         self.train.check()
         self.sample.check(self.diffusion.timesteps)
         self.evaluate.check(self.sample.num_images)
+        self.sweep.check(self.diffusion.timesteps, self.evaluate, self.sample.num_images)
         self.tracking.check()
 
     @property
@@ -267,7 +299,7 @@ class StudyConfig:
         the same whatever their source, and DVC tracks their content.
         """
         d = self.schedule_lineage(name)
-        for section in ("sample", "evaluate"):
+        for section in ("sample", "evaluate", "sweep"):
             d.pop(section)
         d["data"] = {k: v for k, v in d["data"].items() if k not in ("source_dir", "download")}
         return d

@@ -1,0 +1,115 @@
+"""The write-up's conclusions, derived from the metric files only (never typed by hand).
+
+Each function takes the parsed ``metrics/*.json`` and returns sentences; a verdict such as "within
+noise" always comes from a paired bootstrap difference (``uncertainty.compare``), so the text can
+only claim what the numbers support.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ddpm_study import schedules
+from ddpm_study.uncertainty import NOISE_SIGMAS
+
+# log-SNR bands: above +2.3 (SNR > 10) the image dominates x_t, below -2.3 (SNR < 0.1) the noise
+# does; in between the model must decide what the image is. Symmetric in SNR, one decade each side.
+HIGH_SNR, LOW_SNR = np.log(10.0), -np.log(10.0)
+# "Nearly pure noise": SNR < 0.01, i.e. the signal's amplitude sqrt(alpha_bar) is under a tenth
+# of the noise's; the tail Nichol & Dhariwal call wasted.
+NEAR_NOISE = np.log(0.01)
+
+
+def fmt(mean: float, std: float, digits: int = 1) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def pair(scores: dict, a: str, b: str) -> dict:
+    """The paired comparison a - b, whichever order the metrics file stores it in."""
+    pairs = scores["pairs"]
+    if f"{a}-{b}" in pairs:
+        return pairs[f"{a}-{b}"]
+    p = pairs[f"{b}-{a}"]
+    return {**p, "diff": -p["diff"]}
+
+
+def ranking(scores: dict, names: list[str]) -> str:
+    """'cosine wins (FID x ± s); linear is within noise of it (+d ± s); sigmoid is worse by d ± s.'"""
+    ordered = sorted(names, key=lambda n: scores[n]["fid"])
+    best = ordered[0]
+    parts = [f"**{best}** has the lowest FID ({fmt(scores[best]['fid'], scores[best]['fid_std'])})"]
+    tied = [n for n in ordered[1:] if pair(scores, n, best)["within_noise"]]
+    worse = [n for n in ordered[1:] if n not in tied]
+    if tied:
+        parts.append(", ".join(f"{n} (+{fmt(pair(scores, n, best)['diff'], pair(scores, n, best)['std'])})" for n in tied)
+                     + (" is" if len(tied) == 1 else " are") + " within noise of it")
+    if worse:
+        parts.append(", ".join(f"{n} (+{fmt(pair(scores, n, best)['diff'], pair(scores, n, best)['std'])})" for n in worse)
+                     + (" is" if len(worse) == 1 else " are") + " worse beyond noise")
+    if len(names) > 1 and not worse:
+        parts.append("so this setting does not separate the schedules")
+    return "; ".join(parts) + "."
+
+
+def few_vs_many_steps(sweep: dict, sampler: str, steps: list[int], a: str = "linear", b: str = "cosine") -> dict:
+    """Advantage of ``b`` over ``a`` (FID(a) - FID(b), paired) at the fewest and the most steps."""
+    few, many = (sweep["cells"][f"{sampler}_{s}"] for s in (min(steps), max(steps)))
+    return {"few": pair(few, a, b), "many": pair(many, a, b)}
+
+
+def nichol_dhariwal_shortening(sweep: dict, samplers: list[str], steps: list[int], names: list[str]) -> list[str]:
+    """Nichol & Dhariwal (2021): cosine helps mainly when the reverse process is shortened."""
+    if not {"linear", "cosine"} <= set(names) or len(steps) < 2:
+        return ["Needs linear and cosine and at least two step counts in the sweep; not checked in this run."]
+    lines = []
+    for sampler in samplers:
+        d = few_vs_many_steps(sweep, sampler, steps)
+        few, many = d["few"], d["many"]
+        few_s, many_s = fmt(few["diff"], few["std"]), fmt(many["diff"], many["std"])
+        if few["within_noise"]:
+            verdict = "we do **not** see it: at the fewest steps the two are within noise"
+        elif few["diff"] < 0:
+            verdict = "our numbers **disagree**: linear is better than cosine beyond noise at the fewest steps"
+        elif few["diff"] > many["diff"] + NOISE_SIGMAS * np.hypot(few["std"], many["std"]):
+            verdict = "our numbers **agree**: cosine's lead is beyond noise at the fewest steps and shrinks with more steps"
+        else:
+            verdict = ("cosine leads beyond noise at the fewest steps, but its lead does **not** shrink beyond noise "
+                       "with more steps, so only half of the claim is supported")
+        lines.append(f"{sampler.upper()}: FID(linear) − FID(cosine) = {few_s} at {min(steps)} steps and {many_s} at "
+                     f"{max(steps)} steps — {verdict}.")
+    return lines
+
+
+def snr_fractions(alphas_cumprod: np.ndarray) -> dict[str, float]:
+    """Fractions of timesteps at high, medium and low SNR and in the nearly-pure-noise tail."""
+    lam = schedules.log_snr(alphas_cumprod)
+    return {
+        "high": float(np.mean(lam > HIGH_SNR)),
+        "medium": float(np.mean((lam <= HIGH_SNR) & (lam >= LOW_SNR))),
+        "low": float(np.mean(lam < LOW_SNR)),
+        "near_noise": float(np.mean(lam < NEAR_NOISE)),
+    }
+
+
+def wasted_tail(fractions: dict[str, dict[str, float]]) -> str:
+    """Nichol & Dhariwal (2021): the end of the linear schedule is wasted (x_t is already noise)."""
+    if not {"linear", "cosine"} <= set(fractions):
+        return "Needs linear and cosine; not checked."
+    lin, cos = fractions["linear"]["near_noise"], fractions["cosine"]["near_noise"]
+    verdict = "agrees" if lin > cos else "does **not** agree"
+    return (f"{lin:.0%} of the linear schedule's steps have SNR < 0.01 (the signal's amplitude under a tenth of the "
+            f"noise's), against {cos:.0%} for cosine; this {verdict} with their observation that the end of the "
+            f"linear schedule adds little (they could skip about the last 20% of its reverse steps without "
+            f"much FID loss). Its low-SNR share is {fractions['linear']['low']:.0%} against "
+            f"{fractions['cosine']['low']:.0%}.")
+
+
+def placement(scores: dict, names: list[str]) -> str:
+    """Where the schedules sit between the real-vs-real floor and the better trivial generator."""
+    floor = scores["real_vs_real"]["fid"]
+    ceiling_name, ceiling = min(scores["ceilings"].items(), key=lambda kv: kv[1]["fid"])
+    share = {n: (scores[n]["fid"] - floor) / (ceiling["fid"] - floor) for n in names}
+    label = ceiling_name.replace("_", " ")
+    return (f"On the scale from the real-vs-real floor (FID {floor:.1f}, 0%) to the better trivial generator "
+            f"({label}, FID {ceiling['fid']:.1f}, 100%) the schedules sit at "
+            + ", ".join(f"{n} {share[n]:.0%}" for n in sorted(names, key=share.get)) + ".")
