@@ -31,11 +31,15 @@ def scores(cfg: StudyConfig, features: np.ndarray, reference: np.ndarray) -> dic
     return {"fid": uncertainty.frechet_distance(features, reference), "kid_mean": kid_mean, "kid_std": kid_std}
 
 
-def _seed(cfg: StudyConfig, stream: int) -> int:
-    return cfg.seed * 7919 + stream  # a different, fixed resampling stream per use
+# Fixed, independent resampling streams per use (numpy seeds from the pair (seed, stream)).
+FLOOR_STREAM, EVALUATE_STREAM, CEILING_STREAM, SWEEP_STREAMS = 0, 1, 2, 100
 
 
-def with_spreads(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, stream: int = 1) -> dict:
+def _seed(cfg: StudyConfig, stream: int) -> tuple[int, int]:
+    return cfg.seed, stream
+
+
+def with_spreads(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, stream: int = EVALUATE_STREAM) -> dict:
     """Scores of paired generated sets with their bootstrap stds, and every pairwise difference."""
     boot = uncertainty.bootstrap_fid(reference, generated, cfg.evaluate.bootstrap, _seed(cfg, stream))
     out: dict = {name: {**scores(cfg, feats, reference), "fid_std": float(np.std(boot[name], ddof=1))}
@@ -49,7 +53,7 @@ def with_spreads(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: 
 
 def real_vs_real(cfg: StudyConfig, floor: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """The floor: a second real split scored like a generator, with its bootstrap std."""
-    boot = uncertainty.bootstrap_fid(reference, {"floor": floor}, cfg.evaluate.bootstrap, _seed(cfg, 0))["floor"]
+    boot = uncertainty.bootstrap_fid(reference, {"floor": floor}, cfg.evaluate.bootstrap, _seed(cfg, FLOOR_STREAM))["floor"]
     return {**scores(cfg, floor, reference), "fid_std": float(np.std(boot, ddof=1))}
 
 
@@ -60,8 +64,10 @@ def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: t
                                        cfg.evaluate.batch_size, device).numpy()
     # One image repeated: its features are one vector repeated, so extract it once.
     mean = metrics.inception_features(baselines.mean_image(train, 1), 1, device).numpy()
-    mean = np.repeat(mean, num_images, axis=0)
-    return {"gaussian_noise": scores(cfg, noise, reference), "mean_image": scores(cfg, mean, reference)}
+    generated = {"gaussian_noise": noise, "mean_image": np.repeat(mean, num_images, axis=0)}
+    boot = uncertainty.bootstrap_fid(reference, generated, cfg.evaluate.bootstrap, _seed(cfg, CEILING_STREAM))
+    return {name: {**scores(cfg, feats, reference), "fid_std": float(np.std(boot[name], ddof=1))}
+            for name, feats in generated.items()}
 
 
 def run(cfg: StudyConfig) -> None:

@@ -20,7 +20,7 @@ from ddpm_study.files import atomic_path, write_json
 from ddpm_study.runtime import resolve_device
 
 from . import paths, tracking
-from .evaluate import ceilings, real_vs_real, with_spreads
+from .evaluate import SWEEP_STREAMS, ceilings, real_vs_real, with_spreads
 from .prepare import load_array, save_array
 from .sample import load_trained
 from .train import diffusion_for
@@ -64,7 +64,7 @@ def run(cfg: StudyConfig) -> None:
                      "real_vs_real": real_vs_real(cfg, floor, reference),
                      "ceilings": ceilings(cfg, sw.num_images, reference, device), "cells": {}}
     for i, (sampler, steps) in enumerate(cells):
-        cell = with_spreads(cfg, features[sampler, steps], reference, stream=2 + i)
+        cell = with_spreads(cfg, features[sampler, steps], reference, stream=SWEEP_STREAMS + i)
         for name in cfg.schedule:
             cell[name]["sample_time_s"] = timing[name, sampler, steps]
         results["cells"][f"{sampler}_{steps}"] = cell

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, torch_home, fashion_mnist_dir):
-    return make_repo(tmp_path_factory.mktemp("study"), tiny_params(), torch_home)
+    params = tiny_params()
+    params["sweep"].update(samplers=["ddpm", "ddim"], steps=[2, 4])
+    return make_repo(tmp_path_factory.mktemp("study"), params, torch_home)
 
 
 def test_dvc_repro_runs_the_study(project):

@@ -21,7 +21,7 @@ bootstrap), which gives the spread of their difference directly.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def bootstrap_fid(
-    reference: np.ndarray, generated: Mapping[str, np.ndarray], reps: int, seed: int
+    reference: np.ndarray, generated: Mapping[str, np.ndarray], reps: int, seed: int | Sequence[int]
 ) -> dict[str, np.ndarray]:
     """``reps`` bootstrap FIDs of each generated set against ``reference``.
 
