@@ -25,6 +25,8 @@ def _run(stage: Callable, params: Path) -> None:
     from ddpm_study.data import DataError
     from ddpm_study.training import CheckpointError, TrainingDiverged
 
+    from rich.markup import escape
+
     from .params import load
     from .tracking import TrackingError
     from .ui import console
@@ -34,7 +36,8 @@ def _run(stage: Callable, params: Path) -> None:
     # Expected failures, each with a message naming its cause; anything else keeps its traceback.
     except (ConfigError, DataError, CheckpointError, TrainingDiverged, TrackingError, FloatingPointError,
             FileNotFoundError) as err:
-        console.print(f"[red]error:[/] {err}", soft_wrap=True, highlight=False)
+        # Escaped: messages hold brackets ("[1, 1000]") that rich would otherwise read as markup.
+        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
 
 
