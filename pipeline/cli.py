@@ -83,8 +83,16 @@ def evaluate(params: Path = ParamsOption) -> None:
 
 @app.command()
 def sweep(params: Path = ParamsOption) -> None:
-    """FID/KID of every schedule x sampler x number of sampling steps, with bootstrap spreads."""
+    """Sample every schedule x sampler x number of sampling steps from shared noise; keep Inception features."""
     from . import sweep as stage
+
+    _run(stage.run, params)
+
+
+@app.command("score-sweep")
+def score_sweep(params: Path = ParamsOption) -> None:
+    """FID/KID of every sweep cell with jackknife spreads, paired differences, floor and ceilings."""
+    from . import score_sweep as stage
 
     _run(stage.run, params)
 

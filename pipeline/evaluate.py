@@ -1,9 +1,9 @@
 """Stage `evaluate`: FID and KID of each schedule's samples, with spreads, floor and ceilings.
 
-Every FID carries a bootstrap std (generated and reference features resampled; schedules paired
-by their shared initial noise), every pair of schedules a paired difference and whether it is
-within noise, and the table is bracketed by the real-vs-real floor and two trivially bad
-generators at the same N. The `sweep` stage reuses these functions at its own N.
+Every FID carries a jackknife std (groups of generated and of reference features left out;
+schedules paired by their shared initial noise), every pair of schedules a paired difference and
+whether it is within noise, and the table is bracketed by the real-vs-real floor and two
+trivially bad generators at the same N. The `score_sweep` stage reuses these functions at its N.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def scores(cfg: StudyConfig, features: np.ndarray, reference: np.ndarray) -> dic
     return {"fid": uncertainty.frechet_distance(features, reference), "kid_mean": kid_mean, "kid_std": kid_std}
 
 
-# Fixed, independent resampling streams per use (numpy seeds from the pair (seed, stream)).
+# Fixed, independent group assignments per use (numpy seeds from the pair (seed, stream)).
 FLOOR_STREAM, EVALUATE_STREAM, CEILING_STREAM, SWEEP_STREAMS = 0, 1, 2, 100
 
 
@@ -40,21 +40,21 @@ def _seed(cfg: StudyConfig, stream: int) -> tuple[int, int]:
 
 
 def with_spreads(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, stream: int = EVALUATE_STREAM) -> dict:
-    """Scores of paired generated sets with their bootstrap stds, and every pairwise difference."""
-    boot = uncertainty.bootstrap_fid(reference, generated, cfg.evaluate.bootstrap, _seed(cfg, stream))
-    out: dict = {name: {**scores(cfg, feats, reference), "fid_std": float(np.std(boot[name], ddof=1))}
+    """Scores of paired generated sets with their jackknife stds, and every pairwise difference."""
+    jack = uncertainty.jackknife_fid(reference, generated, cfg.evaluate.jackknife_groups, _seed(cfg, stream))
+    out: dict = {name: {**scores(cfg, feats, reference), "fid_std": uncertainty.jackknife_std(jack[name])}
                  for name, feats in generated.items()}
     out["pairs"] = {
-        f"{a}-{b}": uncertainty.compare(out[a]["fid"], out[b]["fid"], boot[a], boot[b])
+        f"{a}-{b}": uncertainty.compare(out[a]["fid"], out[b]["fid"], jack[a], jack[b])
         for a, b in combinations(generated, 2)
     }
     return out
 
 
 def real_vs_real(cfg: StudyConfig, floor: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """The floor: a second real split scored like a generator, with its bootstrap std."""
-    boot = uncertainty.bootstrap_fid(reference, {"floor": floor}, cfg.evaluate.bootstrap, _seed(cfg, FLOOR_STREAM))["floor"]
-    return {**scores(cfg, floor, reference), "fid_std": float(np.std(boot, ddof=1))}
+    """The floor: a second real split scored like a generator, with its jackknife std."""
+    jack = uncertainty.jackknife_fid(reference, {"floor": floor}, cfg.evaluate.jackknife_groups, _seed(cfg, FLOOR_STREAM))
+    return {**scores(cfg, floor, reference), "fid_std": uncertainty.jackknife_std(jack["floor"])}
 
 
 def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: torch.device) -> dict:
@@ -65,8 +65,8 @@ def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: t
     # One image repeated: its features are one vector repeated, so extract it once.
     mean = metrics.inception_features(baselines.mean_image(train, 1), 1, device).numpy()
     generated = {"gaussian_noise": noise, "mean_image": np.repeat(mean, num_images, axis=0)}
-    boot = uncertainty.bootstrap_fid(reference, generated, cfg.evaluate.bootstrap, _seed(cfg, CEILING_STREAM))
-    return {name: {**scores(cfg, feats, reference), "fid_std": float(np.std(boot[name], ddof=1))}
+    jack = uncertainty.jackknife_fid(reference, generated, cfg.evaluate.jackknife_groups, _seed(cfg, CEILING_STREAM))
+    return {name: {**scores(cfg, feats, reference), "fid_std": uncertainty.jackknife_std(jack[name])}
             for name, feats in generated.items()}
 
 
@@ -80,8 +80,8 @@ def run(cfg: StudyConfig) -> None:
         images = torch.from_numpy(load_array(paths.sample_images(name)))
         console.print(f"Inception features of {name} samples ({len(images)} images)")
         generated[name] = metrics.inception_features(images, cfg.evaluate.batch_size, device).numpy()
-    console.print(f"bootstrap ({cfg.evaluate.bootstrap} resamples) and trivial generators")
-    results = {"num_images": cfg.sample.num_images, "bootstrap": cfg.evaluate.bootstrap,
+    console.print(f"jackknife ({cfg.evaluate.jackknife_groups} groups) and trivial generators")
+    results = {"num_images": cfg.sample.num_images, "jackknife_groups": cfg.evaluate.jackknife_groups,
                "real_vs_real": real_vs_real(cfg, floor, reference), **with_spreads(cfg, generated, reference),
                "ceilings": ceilings(cfg, cfg.sample.num_images, reference, device)}
     floor_fid = results["real_vs_real"]["fid"]

@@ -1,7 +1,7 @@
 """The write-up's conclusions, derived from the metric files only (never typed by hand).
 
 Each function takes the parsed ``metrics/*.json`` and returns sentences; a verdict such as "within
-noise" always comes from a paired bootstrap difference (``uncertainty.compare``), so the text can
+noise" always comes from a paired jackknife difference (``uncertainty.compare``), so the text can
 only claim what the numbers support.
 """
 
@@ -37,6 +37,8 @@ def ranking(scores: dict, names: list[str]) -> str:
     """'cosine wins (FID x ± s); linear is within noise of it (+d ± s); sigmoid is worse by d ± s.'"""
     ordered = sorted(names, key=lambda n: scores[n]["fid"])
     best = ordered[0]
+    if len(names) == 1:
+        return f"FID of {best}: {fmt(scores[best]['fid'], scores[best]['fid_std'])} (a single schedule: nothing to rank)."
     parts = [f"**{best}** has the lowest FID ({fmt(scores[best]['fid'], scores[best]['fid_std'])})"]
     tied = [n for n in ordered[1:] if pair(scores, n, best)["within_noise"]]
     worse = [n for n in ordered[1:] if n not in tied]
@@ -46,7 +48,7 @@ def ranking(scores: dict, names: list[str]) -> str:
     if worse:
         parts.append(", ".join(f"{n} (+{fmt(pair(scores, n, best)['diff'], pair(scores, n, best)['std'])})" for n in worse)
                      + (" is" if len(worse) == 1 else " are") + " worse beyond noise")
-    if len(names) > 1 and not worse:
+    if not worse:
         parts.append("so this setting does not separate the schedules")
     return "; ".join(parts) + "."
 
@@ -58,7 +60,7 @@ def few_vs_many_steps(sweep: dict, sampler: str, steps: list[int], a: str = "lin
 
 
 def nichol_dhariwal_shortening(sweep: dict, samplers: list[str], steps: list[int], names: list[str]) -> list[str]:
-    """Nichol & Dhariwal (2021): cosine helps mainly when the reverse process is shortened."""
+    """The expectation drawn from Nichol & Dhariwal (2021): cosine helps mainly when the reverse process is shortened."""
     if not {"linear", "cosine"} <= set(names) or len(steps) < 2:
         return ["Needs linear and cosine and at least two step counts in the sweep; not checked in this run."]
     lines = []

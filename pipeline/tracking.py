@@ -266,8 +266,8 @@ def execution_run(cfg: StudyConfig) -> Iterator[ScheduleRun]:
 
 
 # The stages whose files DVC has made current before each stage runs (dvc.yaml's dependencies).
-UPSTREAM = {"train": (), "sample": ("train",), "evaluate": ("train", "sample"), "sweep": ("train",),
-            "report": ("train", "sample", "evaluate", "sweep")}
+UPSTREAM = {"train": (), "sample": ("train",), "evaluate": ("train", "sample"), "score_sweep": ("train",),
+            "report": ("train", "sample", "evaluate", "score_sweep")}
 
 
 def backfill(run: ScheduleRun, schedule: str, before: str) -> None:
@@ -301,7 +301,7 @@ def backfill(run: ScheduleRun, schedule: str, before: str) -> None:
         if schedule in results:
             run.log_metrics({**results[schedule], "fid_real_vs_real": results["real_vs_real"]["fid"],
                              "num_images": results["num_images"]})
-    if "sweep" in upstream and not any(k.startswith("sweep/") for k in have) and paths.SWEEP_METRICS.exists():
+    if "score_sweep" in upstream and not any(k.startswith("sweep/") for k in have) and paths.SWEEP_METRICS.exists():
         for sampler, steps, row in sweep_rows(json.loads(paths.SWEEP_METRICS.read_text()), schedule):
             run.log_metrics({f"sweep/{sampler}/{k}": v for k, v in row.items()}, step=steps)
 

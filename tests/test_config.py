@@ -60,12 +60,14 @@ BAD = [
     ("evaluate.kid_subset_size", 10_000, ["evaluate.kid_subset_size", "sample.num_images"]),
     ("diffusion.timesteps", 10, ["schedules.linear", "outside (0, 1)"]),
     ("tracking", "mlflow", ["tracking", "expected a mapping"]),
-    ("evaluate.bootstrap", 1, ["evaluate.bootstrap", "1", ">= 2"]),
+    ("evaluate.jackknife_groups", 1, ["evaluate.jackknife_groups", "1", "[2, sample.num_images = 500]"]),
+    ("evaluate.jackknife_groups", 600, ["evaluate.jackknife_groups", "600"]),
     ("sweep.samplers", ["ddpm", "euler"], ["sweep.samplers[1]", "'euler'", "ddpm, ddim"]),
     ("sweep.samplers", ["ddim", "ddim"], ["sweep.samplers", "distinct"]),
     ("sweep.steps", [10, 0], ["sweep.steps[1]", "0", "[1, diffusion.timesteps = 1000]"]),
     ("sweep.steps", [], ["sweep.steps", "non-empty"]),
     ("sweep.num_images", 5000, ["sweep.num_images", "5000", "sample.num_images = 500"]),
+    ("sweep.num_images", 20, ["sweep.num_images", "20", "evaluate.jackknife_groups) = 100"]),
     ("sweep.eta", -0.5, ["sweep.eta", ">= 0"]),
 ]
 
@@ -98,7 +100,7 @@ def test_lineage_ignores_other_schedules_and_tracking():
     assert fingerprint(a.schedule_lineage("linear")) != fingerprint(c.schedule_lineage("linear"))
     p4 = copy.deepcopy(p)
     p4["sweep"]["steps"] = [5, 500]
-    p4["evaluate"]["bootstrap"] = 50
+    p4["evaluate"]["jackknife_groups"] = 20
     d = StudyConfig.from_dict(p4)  # evaluation settings never invalidate trained models
     assert fingerprint(a.training_lineage("linear")) == fingerprint(d.training_lineage("linear"))
     assert fingerprint(a.schedule_lineage("linear")) != fingerprint(d.schedule_lineage("linear"))

@@ -27,7 +27,8 @@ def test_outputs_match_paths_module():
     assert outs["train"] == {str(paths.MODELS_DIR), str(paths.TRAIN_METRICS), str(paths.TRAIN_PLOTS_DIR)}
     assert outs["sample"] == {str(paths.SAMPLES_DIR)}
     assert outs["evaluate"] == {str(paths.EVALUATE_METRICS)}
-    assert outs["sweep"] == {str(paths.SWEEP_DIR), str(paths.SWEEP_METRICS), str(paths.SWEEP_PLOTS_DIR)}
+    assert outs["sweep"] == {str(paths.SWEEP_DIR)}
+    assert outs["score_sweep"] == {str(paths.SWEEP_METRICS), str(paths.SWEEP_PLOTS_DIR)}
     assert outs["report"] == {str(paths.REPORTS_DIR)}
     for name in ("linear", "cosine"):
         assert paths.checkpoint(name).is_relative_to(paths.MODELS_DIR)

@@ -1,4 +1,4 @@
-"""The fast exact FID, bootstrap spreads, paired comparisons and the trivial generators."""
+"""The fast exact FID, jackknife spreads, paired comparisons and the trivial generators."""
 
 import numpy as np
 import pytest
@@ -19,9 +19,10 @@ def test_fid_of_identical_features_is_zero():
     assert uncertainty.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6 * trace)
 
 
-@pytest.mark.parametrize("n1,n2,d", [(50, 80, 256), (80, 50, 256), (400, 300, 32)])
+@pytest.mark.parametrize("n1,n2,d", [(200, 500, 2048), (50, 80, 256), (80, 50, 256), (40, 300, 64), (400, 300, 32)])
 def test_fast_fid_equals_torch_fidelity(n1, n2, d):
-    """Fewer samples than dimensions (the rank-deficient case of the study), either order, and more."""
+    """The study's shapes (N = 200 against 500 real, d = 2048: rank-deficient covariances), either order,
+    fewer samples than dimensions on one side only, and more samples than dimensions."""
     x, y = features(n1, d, 1), features(n2, d, 2, shift=0.3, scale=1.2)
     expected = metrics.fid(torch.from_numpy(x), torch.from_numpy(y))  # torch-fidelity: scipy sqrtm
     assert uncertainty.frechet_distance(x, y) == pytest.approx(expected, rel=1e-6)
@@ -44,39 +45,52 @@ def test_fid_rejects_mismatched_features():
         uncertainty.frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
 
 
-def test_bootstrap_spread_matches_spread_over_independent_draws():
-    """The bootstrap of one set estimates what new seeds would show: compare with 40 real redraws."""
-    reference = features(400, 16, 10)
-    seeds_fid = [uncertainty.frechet_distance(features(150, 16, 100 + s, shift=0.1), reference) for s in range(40)]
-    _, seed_std = uncertainty.mean_std(seeds_fid)
-    boot = uncertainty.bootstrap_fid(features(400, 16, 11), {"g": features(150, 16, 99, shift=0.1)}, 300, seed=0)["g"]
-    ratio = boot.std(ddof=1) / seed_std
-    assert 0.5 < ratio < 2.0, (boot.std(ddof=1), seed_std)
+def test_jackknife_std_of_a_mean_is_the_standard_error():
+    """Leave-one-out replicates of a sample mean give exactly s / sqrt(n): the formula's closed form."""
+    x = np.random.default_rng(0).standard_normal(40)
+    loo = np.array([[np.delete(x, i).mean() for i in range(40)]])
+    assert uncertainty.jackknife_std(loo) == pytest.approx(x.std(ddof=1) / np.sqrt(40), rel=1e-12)
 
 
-def test_bootstrap_is_reproducible_and_paired():
+@pytest.mark.parametrize("d,n_gen,n_ref", [(16, 150, 400), (256, 100, 250)])
+def test_jackknife_spread_matches_spread_over_independent_draws(d, n_gen, n_ref):
+    """Seed aggregation against the jackknife: the spread of FID over 100 independent redraws of both the
+    generated and the reference set, and the jackknife std of single draws. The second case has fewer
+    samples than dimensions, as the study does (where a bootstrap overstated the spread about 4x)."""
+    redraws = [uncertainty.frechet_distance(features(n_gen, d, 1000 + s, shift=0.1), features(n_ref, d, 2000 + s))
+               for s in range(100)]
+    _, seed_std = uncertainty.mean_std(redraws)
+    jack = [uncertainty.jackknife_std(uncertainty.jackknife_fid(
+        features(n_ref, d, 11 + k), {"g": features(n_gen, d, 99 + k, shift=0.1)}, 25, seed=k)["g"]) for k in range(4)]
+    ratio = np.mean(jack) / seed_std
+    assert 0.8 < ratio < 1.8, (jack, seed_std)  # conservative, as Efron-Stein says, but not by much
+
+
+def test_jackknife_is_reproducible_and_paired():
     reference, g = features(200, 8, 20), features(100, 8, 21, shift=0.2)
-    a = uncertainty.bootstrap_fid(reference, {"a": g, "b": g + 0.05}, 50, seed=7)
-    again = uncertainty.bootstrap_fid(reference, {"a": g, "b": g + 0.05}, 50, seed=7)
+    a = uncertainty.jackknife_fid(reference, {"a": g, "b": g + 0.05}, 20, seed=7)
+    again = uncertainty.jackknife_fid(reference, {"a": g, "b": g + 0.05}, 20, seed=7)
     np.testing.assert_array_equal(a["a"], again["a"])
-    # Paired: a constant shift changes every resample alike, so the difference is far tighter than
+    # Paired: a constant shift changes every replicate alike, so the difference is far tighter than
     # the spread of either FID, and it is not within noise even though the FIDs' spreads overlap.
     point_a, point_b = uncertainty.frechet_distance(g, reference), uncertainty.frechet_distance(g + 0.05, reference)
     cmp = uncertainty.compare(point_a, point_b, a["a"], a["b"])
-    assert cmp["std"] < 0.5 * min(a["a"].std(), a["b"].std())
+    assert cmp["std"] < 0.5 * min(uncertainty.jackknife_std(a["a"]), uncertainty.jackknife_std(a["b"]))
     assert abs(cmp["diff"]) > 2 * cmp["std"] and not cmp["within_noise"]
     same = uncertainty.compare(point_a, point_a, a["a"], a["a"])
     assert same == {"diff": 0.0, "std": 0.0, "within_noise": True}
     with pytest.raises(ValueError, match="one size"):
-        uncertainty.bootstrap_fid(reference, {"a": g, "b": g[:50]}, 5, seed=0)
+        uncertainty.jackknife_fid(reference, {"a": g, "b": g[:50]}, 5, seed=0)
+    with pytest.raises(ValueError, match="groups"):
+        uncertainty.jackknife_fid(reference, {"a": g}, 101, seed=0)
 
 
 def test_two_draws_of_one_distribution_are_within_noise():
     reference = features(300, 8, 30)
     a, b = features(150, 8, 31), features(150, 8, 32)
-    boot = uncertainty.bootstrap_fid(reference, {"a": a, "b": b}, 200, seed=1)
+    jack = uncertainty.jackknife_fid(reference, {"a": a, "b": b}, 30, seed=1)
     cmp = uncertainty.compare(uncertainty.frechet_distance(a, reference), uncertainty.frechet_distance(b, reference),
-                              boot["a"], boot["b"])
+                              jack["a"], jack["b"])
     assert cmp["within_noise"]
 
 

@@ -180,14 +180,15 @@ class EvaluateConfig:
     batch_size: int
     kid_subset_size: int
     kid_subsets: int
-    bootstrap: int
+    jackknife_groups: int
 
     def check(self, num_images: int) -> None:
         _require(self.batch_size > 0, "evaluate.batch_size", self.batch_size, "an integer > 0")
         _require(self.kid_subsets > 0, "evaluate.kid_subsets", self.kid_subsets, "an integer > 0")
         _require(1 < self.kid_subset_size <= num_images, "evaluate.kid_subset_size", self.kid_subset_size,
                  f"an integer in [2, sample.num_images = {num_images}]")
-        _require(self.bootstrap >= 2, "evaluate.bootstrap", self.bootstrap, "an integer >= 2 (bootstrap resamples)")
+        _require(2 <= self.jackknife_groups <= num_images, "evaluate.jackknife_groups", self.jackknife_groups,
+                 f"an integer in [2, sample.num_images = {num_images}]")
 
 
 @dataclass(frozen=True)
@@ -213,8 +214,9 @@ class SweepConfig:
         _require(self.eta >= 0, "sweep.eta", self.eta, "a number >= 0")
         _require(self.batch_size > 0, "sweep.batch_size", self.batch_size, "an integer > 0")
         # FID against the real reference split; the floor at this N is a subset of the floor split.
-        _require(evaluate.kid_subset_size <= self.num_images <= reference_images, "sweep.num_images",
-                 self.num_images, f"an integer in [evaluate.kid_subset_size = {evaluate.kid_subset_size}, "
+        low = max(evaluate.kid_subset_size, evaluate.jackknife_groups)
+        _require(low <= self.num_images <= reference_images, "sweep.num_images", self.num_images,
+                 f"an integer in [max(evaluate.kid_subset_size, evaluate.jackknife_groups) = {low}, "
                  f"sample.num_images = {reference_images}]")
 
 
