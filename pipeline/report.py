@@ -317,8 +317,9 @@ def run(cfg: StudyConfig) -> None:
         f"torch-fidelity's `sqrtm` result to 1e-6 in the tests, at this study's shapes included). KID: polynomial kernel, {e.kid_subsets} subsets of {e.kid_subset_size}.",
         f"- **Spreads**: FID ± its delete-a-group jackknife standard error ({e.jackknife_groups} groups of the generated "
         "*and* of the reference features left out in turn); schedules drop the same groups, so each difference ΔFID "
-        "has its own paired std. The jackknife is conservative (Efron–Stein); on synthetic features it came within "
-        "1.0–1.5× of the spread over true redraws, where the bootstrap overstated it 3.5–4.7× at N < d. "
+        "has its own paired std. The jackknife is conservative (Efron–Stein): on synthetic features it overstated the "
+        "spread over true redraws 1.2–1.3×, where a bootstrap overstated it 3.7–4.7× at N < d "
+        "(`benchmarks/spread_vs_redraws.py`). "
         f"\"Within noise\" means |ΔFID| ≤ {findings.NOISE_SIGMAS:g} × that std. KID ± the std over its subsets. The "
         "spread covers the sampling noise of the estimate at this N (another sampling seed, another real split), "
         "not training noise: each schedule was trained once.",
