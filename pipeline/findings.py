@@ -115,3 +115,15 @@ def placement(scores: dict, names: list[str]) -> str:
     return (f"On the scale from the real-vs-real floor (FID {floor:.1f}, 0%) to the better trivial generator "
             f"({label}, FID {ceiling['fid']:.1f}, 100%) the schedules sit at "
             + ", ".join(f"{n} {share[n]:.0%}" for n in sorted(names, key=share.get)) + ".")
+
+
+def sampler_gap(sweep: dict, names: list[str], steps: list[int]) -> str:
+    """FID(DDIM) - FID(DDPM) over every schedule and step count (same x_T; not paired by the jackknife)."""
+    gaps = [sweep["cells"][f"ddim_{s}"][n]["fid"] - sweep["cells"][f"ddpm_{s}"][n]["fid"] for n in names for s in steps]
+    if all(g > 0 for g in gaps):
+        verdict = "DDPM is better than DDIM at every schedule and step count"
+    elif all(g < 0 for g in gaps):
+        verdict = "DDIM is better than DDPM at every schedule and step count"
+    else:
+        verdict = "neither sampler is better everywhere"
+    return f"FID(DDIM) − FID(DDPM) ranges from {min(gaps):+.1f} to {max(gaps):+.1f}: {verdict}."

@@ -68,3 +68,12 @@ def test_placement_between_floor_and_ceiling():
          "linear": {"fid": 60.0}, "cosine": {"fid": 30.0}}
     text = findings.placement(s, ["linear", "cosine"])
     assert "mean image, FID 210.0, 100%" in text and text.endswith("cosine 10%, linear 25%.")
+
+
+def test_sampler_gap():
+    cell = lambda fids: {n: {"fid": f} for n, f in fids.items()}  # noqa: E731
+    sweep = {"cells": {"ddpm_10": cell({"linear": 90.0, "cosine": 80.0}), "ddim_10": cell({"linear": 95.0, "cosine": 70.0})}}
+    assert findings.sampler_gap(sweep, ["linear", "cosine"], [10]) == (
+        "FID(DDIM) − FID(DDPM) ranges from -10.0 to +5.0: neither sampler is better everywhere.")
+    sweep["cells"]["ddim_10"]["cosine"]["fid"] = 85.0
+    assert "DDPM is better than DDIM at every schedule" in findings.sampler_gap(sweep, ["linear", "cosine"], [10])
