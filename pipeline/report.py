@@ -280,8 +280,8 @@ def run(cfg: StudyConfig) -> None:
           for sampler in samplers for cell_steps in sorted({steps[0], steps[-1]})],
         f"- {findings.placement(evaluate, names)} Differences between schedules are to be read against that span.",
         *([f"- **Samplers** (N = {sweep['num_images']}): {findings.sampler_gap(sweep, names, steps)} DDIM here is "
-            "deterministic (eta = 0), so it cannot correct the errors of these briefly trained models; see its "
-            "residual noise in the trajectory figure."] if {"ddpm", "ddim"} <= set(samplers) else []),
+            "deterministic (eta = 0); a likely reason (not tested here) is that it cannot correct the errors of these "
+            "briefly trained models, whose DDIM samples keep residual noise (trajectory figure)."] if {"ddpm", "ddim"} <= set(samplers) else []),
         "",
         "### Against the literature (Nichol & Dhariwal 2021, *Improved DDPM*)",
         "",
