@@ -1,4 +1,4 @@
-"""How sure an FID is: an exact fast Fréchet distance, jackknife spreads and seed aggregation.
+"""How sure an FID is: an exact fast Fréchet distance and paired jackknife spreads.
 
 torch-fidelity's FID (``metrics.fid``) takes a 2048x2048 matrix square root (scipy ``sqrtm``, seconds
 each). A jackknife needs a hundred FIDs per set, so here the same quantity is computed through the
@@ -84,14 +84,6 @@ def jackknife_std(replicates: np.ndarray) -> float:
     groups = replicates.shape[1]
     centred = replicates - replicates.mean(axis=1, keepdims=True)
     return float(np.sqrt((groups - 1) / groups * (centred**2).sum()))
-
-
-def mean_std(values) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof = 1; 0 for a single value)."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        raise ValueError("no values to aggregate")
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
 def compare(point_a: float, point_b: float, reps_a: np.ndarray, reps_b: np.ndarray) -> dict[str, float | bool]:
