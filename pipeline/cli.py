@@ -7,7 +7,7 @@ from typing import Callable
 
 import typer
 
-from . import paths
+from . import outputs
 
 app = typer.Typer(
     help="Noise-schedule study of U-Net DDPMs. Each command is one DVC stage and reads params.yaml; "
@@ -16,26 +16,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-ParamsOption = typer.Option(paths.PARAMS, "--params", help="Parameter file (validated strictly before any work).")
+ParamsOption = typer.Option(outputs.PARAMS, "--params", help="Parameter file (validated strictly before any work).")
 
 
 def _run(stage: Callable, params: Path) -> None:
     """Validate params, run the stage; known failures end in one readable line and exit code 1."""
-    from ddpm_study.config import ConfigError
-    from ddpm_study.data import DataError
-    from ddpm_study.training import CheckpointError, TrainingDiverged
-
+    from ddpm_study.errors import StudyError
     from rich.markup import escape
 
     from .params import load
-    from .tracking import TrackingError
     from .ui import console
 
     try:
         stage(load(params))
     # Expected failures, each with a message naming its cause; anything else keeps its traceback.
-    except (ConfigError, DataError, CheckpointError, TrainingDiverged, TrackingError, FloatingPointError,
-            FileNotFoundError) as err:
+    except (StudyError, FileNotFoundError) as err:
         # Escaped: messages hold brackets ("[1, 1000]") that rich would otherwise read as markup.
         console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
@@ -108,13 +103,11 @@ def report(params: Path = ParamsOption) -> None:
 @app.command()
 def check(params: Path = ParamsOption) -> None:
     """Validate params.yaml (the gate stage before all others); write params.ok."""
-    from ddpm_study.files import write_text
+    from .ui import console
 
     def stage(cfg) -> None:
-        write_text(paths.PARAMS_OK, "params.yaml is valid\n")  # constant: passing reruns nothing downstream
+        outputs.write_params_ok()
         console.print(f"params valid: schedules {', '.join(cfg.schedule)}")
-
-    from .ui import console
 
     _run(stage, params)
 

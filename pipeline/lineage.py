@@ -1,35 +1,64 @@
-"""What a schedule's outputs depend on: its parameters and the library code that trains it.
+"""What a run depends on, built in this one place.
 
-A checkpoint resumes only under the same lineage, and an MLflow run is reused only for the same
-lineage, so changing training code retrains from scratch (DVC reruns `train` when that code
-changes; the persisted checkpoint must not then be taken as finished).
+- ``training(cfg, name)``: every parameter a trained model depends on, plus the training code's
+  fingerprint. A checkpoint resumes only under the same training lineage, so changing training
+  code retrains from scratch (DVC reruns `train` when that code changes; a persisted checkpoint
+  must not then be taken as finished).
+- ``schedule(cfg, name)``: everything one schedule's outputs depend on; an MLflow schedule run is
+  reused only for the same schedule lineage.
+- ``execution(cfg)``: the whole configuration; an MLflow execution (parent) run per value.
+
+The code fingerprint hashes the library files the `train` stage runs (``stage_graph.stage_code``):
+the same files ``dvc.yaml`` lists as `train`'s library deps.
 """
 
 from __future__ import annotations
 
 import hashlib
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-from ddpm_study import data, diffusion, runtime, schedules, training, unet
 from ddpm_study.config import StudyConfig
 
-# The modules the `train` stage declares as dependencies in dvc.yaml (tests/test_paths.py checks).
-TRAINING_CODE = (schedules, diffusion, unet, training, data, runtime)
+from .stage_graph import ROOT, stage_code
+
+# Where the data files came from does not change the prepared arrays (DVC tracks their content).
+_DATA_SOURCE_KEYS = ("source_dir", "download")
 
 
 @cache
-def training_code_fingerprint() -> str:
+def training_code() -> tuple[str, ...]:
+    """The library files (relative paths) whose content a trained model depends on."""
+    return tuple(f for f in stage_code("train") if f.startswith("src/"))
+
+
+@cache
+def code_fingerprint() -> str:
     h = hashlib.sha256()
-    for module in TRAINING_CODE:
-        h.update(Path(module.__file__).read_bytes())
+    for name in training_code():
+        h.update(name.encode() + b"\0" + (ROOT / name).read_bytes())
     return h.hexdigest()[:16]
 
 
-def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
-    return {**cfg.training_lineage(name), "code": training_code_fingerprint()}
+def execution(cfg: StudyConfig) -> dict[str, Any]:
+    """Every parameter but where results are tracked, and the training code."""
+    d = cfg.to_dict()
+    d.pop("tracking")
+    return {**d, "code": code_fingerprint()}
 
 
 def schedule(cfg: StudyConfig, name: str) -> dict[str, Any]:
-    return {**cfg.schedule_lineage(name), "code": training_code_fingerprint()}
+    """All sections but other schedules and tracking, and the training code."""
+    d = execution(cfg)
+    d["schedule"] = name
+    d["schedules"] = {name: d["schedules"][name]}
+    return d
+
+
+def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
+    """``schedule`` less what only sampling and evaluation read."""
+    d = schedule(cfg, name)
+    for section in ("sample", "evaluate", "sweep"):
+        d.pop(section)
+    d["data"] = {k: v for k, v in d["data"].items() if k not in _DATA_SOURCE_KEYS}
+    return d

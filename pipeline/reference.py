@@ -11,24 +11,23 @@ import torch
 
 from ddpm_study import data, metrics
 from ddpm_study.config import StudyConfig
-from ddpm_study.files import write_json
 from ddpm_study.runtime import resolve_device
 
-from . import paths
-from .prepare import load_array, save_array
+from . import outputs
 from .ui import console
 
 
 def run(cfg: StudyConfig) -> None:
     device = resolve_device(cfg.device)
     n = cfg.sample.num_images
-    images = load_array(paths.prepared_array("train_images"))
+    images = outputs.read_prepared("train_images")
     idx_ref, idx_floor = data.real_splits(len(images), n, cfg.seed)
     feats = {}
     for split, idx in (("reference", idx_ref), ("floor", idx_floor)):
         console.print(f"Inception features of real split {split!r} ({n} images)")
-        feats[split] = metrics.inception_features(torch.from_numpy(images[np.sort(idx)]), cfg.evaluate.batch_size, device)
-    save_array(paths.REFERENCE_FEATURES, feats["reference"].numpy())
-    save_array(paths.FLOOR_FEATURES, feats["floor"].numpy())
-    write_json(paths.REFERENCE_INFO, {"num_images": n, "feature_extractor": metrics.FEATURE_EXTRACTOR,
-                                      "feature_layer": metrics.FEATURE_LAYER, "split_seed": cfg.seed})
+        feats[split] = metrics.inception_features(torch.from_numpy(images[np.sort(idx)]), cfg.evaluate.batch_size, device).numpy()
+    outputs.write_reference(
+        outputs.Reference(feats["reference"], feats["floor"]),
+        outputs.ReferenceInfo(num_images=n, feature_extractor=metrics.FEATURE_EXTRACTOR,
+                              feature_layer=metrics.FEATURE_LAYER, split_seed=cfg.seed),
+    )

@@ -13,36 +13,27 @@ from ddpm_study import metrics, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
-from . import paths
-from .prepare import save_array
-from .sample import load_trained
-from .train import diffusion_for
+from . import outputs, trained
 from .ui import progress
 
 TRAJECTORY_IMAGES, TRAJECTORY_FRAMES = 4, 9
 
 
-def cells(cfg: StudyConfig) -> list[tuple[str, int]]:
-    return [(sampler, steps) for sampler in cfg.sweep.samplers for steps in sorted(cfg.sweep.steps)]
-
-
 def run(cfg: StudyConfig) -> None:
     device = resolve_device(cfg.device)
     sw = cfg.sweep
+    cells = outputs.sweep_cells(sw.samplers, sw.steps)
     for name in cfg.schedule:
-        model = load_trained(cfg, name, device)
-        diffusion = diffusion_for(cfg, name)
+        model, diffusion = trained.load(cfg, name, device)
         with progress() as bar:
-            task = bar.add_task(f"sweep {name}", total=len(cells(cfg)), info="")
-            for sampler, steps in cells(cfg):
-                bar.update(task, info=f"{sampler} {steps} steps")
+            task = bar.add_task(f"sweep {name}", total=len(cells), info="")
+            for cell in cells:
+                bar.update(task, info=f"{cell.sampler} {cell.steps} steps")
                 out = sampling.generate(
-                    model, diffusion.respace(steps), num_images=sw.num_images, batch_size=sw.batch_size,
-                    image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=sampler, eta=sw.eta,
+                    model, diffusion.respace(cell.steps), num_images=sw.num_images, batch_size=sw.batch_size,
+                    image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=cell.sampler, eta=sw.eta,
                     trajectory_images=min(TRAJECTORY_IMAGES, sw.batch_size), trajectory_frames=TRAJECTORY_FRAMES,
                 )
                 feats = metrics.inception_features(out.images, cfg.evaluate.batch_size, device).numpy()
-                save_array(paths.sweep_array(name, sampler, steps, "images"), out.images.numpy())
-                save_array(paths.sweep_array(name, sampler, steps, "trajectory"), out.trajectory.numpy())
-                save_array(paths.sweep_array(name, sampler, steps, "features"), feats)
+                outputs.write_sweep_cell(name, cell, out.images.numpy(), out.trajectory.numpy(), feats)
                 bar.advance(task)

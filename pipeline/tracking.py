@@ -1,16 +1,16 @@
-"""MLflow: the one place the pipeline talks to it.
+"""MLflow store and run plumbing: the one place the pipeline talks to MLflow's client.
 
 Store: ``$MLFLOW_TRACKING_URI`` if set, else ``tracking.uri`` from params, else
 ``sqlite:///<project root>/mlflow.db`` with artifacts in ``<project root>/mlartifacts``. The
 project root is ``$DVC_ROOT`` when DVC sets it — for queued experiments that is the parent
 repository, not the temporary copy — so every run lands in the store ``mlflow ui`` sees.
 
-Runs: one parent run per pipeline execution (keyed by the whole configuration and the DVC
-experiment name) and under it one child run per schedule. Each stage *finds or creates* these by
-key, so the train, sample and evaluate stages of one execution fill the same run. A child's key
-covers every parameter its outputs depend on; a rerun with changed parameters therefore opens a
-new run (MLflow params are immutable and must describe the outputs), which is backfilled with
-what upstream stages recorded in DVC's files, so every run is complete.
+Runs: one parent run per pipeline execution (keyed by ``lineage.execution`` and the DVC
+experiment name) and under it one child run per schedule (keyed by ``lineage.schedule``). Each
+stage *finds or creates* these by key, so the stages of one execution fill the same run; a rerun
+with changed parameters opens a new run (MLflow params are immutable and must describe the
+outputs). What each stage records, and the filling of a new run with what upstream stages left
+in DVC's files, is ``records``'s business.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
-
-import pandas as pd
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from ddpm_study.config import StudyConfig, fingerprint
+from ddpm_study.errors import StudyError
 
-from . import lineage, paths
+from . import lineage
 from .ui import console
 
 TAG_KEY = "ddpm.key"
@@ -40,11 +39,11 @@ RETRIES = 5
 SUSPEND_S = 60.0  # after a persistent failure, non-critical logging pauses this long
 
 # MLflow's own HTTP client retries for minutes by default; a study must not stall on a dead server.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# Applied (unless the user set them) when a client is made, not at import.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-class TrackingError(RuntimeError):
+class TrackingError(StudyError, RuntimeError):
     """The tracking store cannot be reached or used. The message names the URI."""
 
 
@@ -100,19 +99,35 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class ScheduleRun:
-    """An open MLflow run: logs with retries; non-critical logging never raises mid-training."""
+    """An open MLflow run: logs with retries; non-critical logging never raises mid-training.
 
-    def __init__(self, client, run_id: str, parent_id: Optional[str] = None):
-        self.client, self.run_id, self.parent_id = client, run_id, parent_id
+    ``created`` says whether this execution's stage made the run just now (then it is empty). With
+    ``fill=True`` the logging methods add only what the run lacks (backfill); without, they log
+    (a stage's own, live results, which replace earlier values of the same run).
+    """
+
+    def __init__(self, client, run_id: str, parent_id: Optional[str] = None, created: bool = False):
+        self.client, self.run_id, self.parent_id, self.created = client, run_id, parent_id, created
         self._suspended_until = 0.0
         self._last_train_step: Optional[int] = None
+        self._metric_keys: Optional[set[str]] = None
 
-    def log_metrics(self, metrics: dict[str, Optional[float]], step: int = 0, critical: bool = False) -> None:
+    def has_metric(self, key: str) -> bool:
+        if self._metric_keys is None:
+            self._metric_keys = set(_retry(lambda: self.client.get_run(self.run_id).data.metrics, "read run"))
+        return key in self._metric_keys
+
+    def log_metrics(self, metrics: dict[str, Optional[float]], step: int = 0, critical: bool = False,
+                    fill: bool = False) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
-        self._safe(lambda: self.client.log_batch(self.run_id, metrics=batch), "log metrics", critical)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if v is not None and not (fill and self.has_metric(k))]
+        if batch:
+            self._safe(lambda: self.client.log_batch(self.run_id, metrics=batch), "log metrics", critical)
+            if self._metric_keys is not None:
+                self._metric_keys |= {m.key for m in batch}
 
     def log_train_rows(self, rows: list[dict[str, Optional[float]]]) -> None:
         """Training rows as ``train/<name>`` metrics at their step, skipping steps the run already holds
@@ -125,9 +140,13 @@ class ScheduleRun:
                 self.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
                 self._last_train_step = int(row["step"])
 
-    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
-        if path.exists():
-            self._safe(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path), f"log {path}", False)
+    def log_artifacts(self, paths: Iterable[Path], folder: str, fill: bool = False) -> None:
+        """Each existing file of ``paths`` into the run's ``folder`` (with ``fill``: only if that folder is empty)."""
+        if fill and _retry(lambda: self.client.list_artifacts(self.run_id, folder), f"list {folder}"):
+            return
+        for path in paths:
+            if path.exists():
+                self._safe(lambda: self.client.log_artifact(self.run_id, str(path), folder), f"log {path}", False)
 
     def terminate(self, status: str, run_id: Optional[str] = None) -> None:
         run_id = run_id or self.run_id
@@ -190,6 +209,9 @@ def _store_lock(uri: str) -> Iterator[None]:
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
     # MLflow creates and migrates a sqlite store's tables when a client is made; two processes
     # doing it at once (parallel queued experiments) break each other's migration: lock it.
     with _store_lock(uri):
@@ -203,9 +225,7 @@ def _open_execution(cfg: StudyConfig):
     client = _client(tracking_uri(cfg))
     experiment_id = _experiment_id(client, cfg.tracking.experiment)
     exp_name = dvc_experiment()
-    config = cfg.to_dict()
-    config.pop("tracking")
-    config["code"] = lineage.training_code_fingerprint()
+    config = lineage.execution(cfg)
     execution_key = fingerprint({"config": config, "dvc_experiment": exp_name})
     parent_id, created = _find_or_create(
         client, experiment_id, f"execution-{execution_key}", f"{exp_name or 'study'}-{execution_key[:6]}",
@@ -232,11 +252,9 @@ def _running(run: ScheduleRun) -> Iterator[ScheduleRun]:
 
 
 @contextmanager
-def schedule_run(cfg: StudyConfig, schedule: str, stage: str) -> Iterator[ScheduleRun]:
-    """Find or create this execution's child run for ``schedule`` and hold it open for ``stage``.
-
-    A run created here by a stage after `train` is backfilled from the upstream stages' files.
-    """
+def schedule_run(cfg: StudyConfig, schedule: str) -> Iterator[ScheduleRun]:
+    """Find or create this execution's child run for ``schedule`` and hold it open (RUNNING, then
+    FINISHED; FAILED with its execution if the body raises)."""
     client, experiment_id, execution_key, parent_id = _open_execution(cfg)
     exp_name = dvc_experiment()
     run_lineage = lineage.schedule(cfg, schedule)
@@ -245,15 +263,12 @@ def schedule_run(cfg: StudyConfig, schedule: str, stage: str) -> Iterator[Schedu
         client, experiment_id, key, f"{exp_name}-{schedule}" if exp_name else schedule,
         {TAG_ROLE: "schedule", TAG_SCHEDULE: schedule, TAG_EXPERIMENT: exp_name, "mlflow.parentRunId": parent_id},
     )
-    run = ScheduleRun(client, run_id, parent_id)
     if created:
         from mlflow.entities import Param
 
         params = [Param(k, v) for k, v in _flatten(run_lineage).items()]
         _retry(lambda: client.log_batch(run_id, params=params), "log params")
-    if created or stage == "report":
-        backfill(run, schedule, before=stage)
-    with _running(run):
+    with _running(ScheduleRun(client, run_id, parent_id, created)) as run:
         yield run
 
 
@@ -263,56 +278,3 @@ def execution_run(cfg: StudyConfig) -> Iterator[ScheduleRun]:
     client, _, _, parent_id = _open_execution(cfg)
     with _running(ScheduleRun(client, parent_id)) as run:
         yield run
-
-
-# The stages whose files DVC has made current before each stage runs (dvc.yaml's dependencies).
-UPSTREAM = {"train": (), "sample": ("train",), "evaluate": ("train", "sample"), "score_sweep": ("train",),
-            "report": ("train", "sample", "evaluate", "score_sweep")}
-
-
-def backfill(run: ScheduleRun, schedule: str, before: str) -> None:
-    """Log into ``run`` what the stages before ``before`` left in DVC's files and the run lacks.
-
-    DVC may skip a stage (its outputs restored from the run cache) or a run may be opened only by a
-    later stage; either way every run ends up holding the whole lineage of its outputs. Only
-    upstream files are read: DVC has made them current before ``before`` runs.
-    """
-    import json
-
-    upstream = UPSTREAM[before]
-    data = _retry(lambda: run.client.get_run(run.run_id).data, "read run")
-    have = set(data.metrics)
-    if "train" in upstream:
-        if "train/loss" not in have and paths.train_history(schedule).exists():
-            rows = pd.read_csv(paths.train_history(schedule), sep="\t").astype(object)
-            run.log_train_rows([{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")])
-        if "final_loss" not in have and paths.TRAIN_METRICS.exists():
-            run.log_metrics(json.loads(paths.TRAIN_METRICS.read_text()).get(schedule, {}))
-        if not _has_artifacts(run, "model"):
-            run.log_artifact(paths.checkpoint(schedule), "model")
-    if "sample" in upstream:
-        if "sample_time_s" not in have and paths.sample_info(schedule).exists():
-            run.log_metrics({"sample_time_s": json.loads(paths.sample_info(schedule).read_text())["sample_time_s"]})
-        if not _has_artifacts(run, "samples"):
-            for path in (paths.sample_grid(schedule), paths.sample_gif(schedule), paths.forward_strip(schedule)):
-                run.log_artifact(path, "samples")
-    if "evaluate" in upstream and "fid" not in have and paths.EVALUATE_METRICS.exists():
-        results = json.loads(paths.EVALUATE_METRICS.read_text())
-        if schedule in results:
-            run.log_metrics({**results[schedule], "fid_real_vs_real": results["real_vs_real"]["fid"],
-                             "num_images": results["num_images"]})
-    if "score_sweep" in upstream and not any(k.startswith("sweep/") for k in have) and paths.SWEEP_METRICS.exists():
-        for sampler, steps, row in sweep_rows(json.loads(paths.SWEEP_METRICS.read_text()), schedule):
-            run.log_metrics({f"sweep/{sampler}/{k}": v for k, v in row.items()}, step=steps)
-
-
-def sweep_rows(results: dict, schedule: str) -> Iterator[tuple[str, int, dict[str, float]]]:
-    """(sampler, steps, scores) of one schedule in the sweep's metrics file."""
-    for cell, scores in results["cells"].items():
-        if schedule in scores:
-            sampler, steps = cell.rsplit("_", 1)
-            yield sampler, int(steps), scores[schedule]
-
-
-def _has_artifacts(run: ScheduleRun, folder: str) -> bool:
-    return bool(_retry(lambda: run.client.list_artifacts(run.run_id, folder), f"list {folder}"))

@@ -49,7 +49,8 @@ def fashion_mnist_dir() -> Path:
 
 
 # --- helpers for the tests that run the real pipeline in a temporary repository ----------------
-PROJECT_FILES = ["dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src", "pipeline"]
+PROJECT_FILES = ["dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src", "pipeline",
+                 "benchmarks/spread_vs_redraws.json"]
 
 
 def sh(cmd, cwd, env=None, check=True):
@@ -73,7 +74,8 @@ def make_repo(repo: Path, params: dict, torch_home: Path) -> tuple[Path, dict]:
             shutil.copy(src, repo / name)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env.update(TORCH_HOME=str(torch_home), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
+    # The stages run the repository's own copy of the code (what DVC hashes), not the installed one.
+    env.update(PYTHONPATH=os.pathsep.join([str(repo / "src"), str(repo)]), TORCH_HOME=str(torch_home), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@localhost",
                GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@localhost")
     sh("git init -q && git add -A && git commit -qm init", repo, env)
     return repo, env

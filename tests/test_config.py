@@ -6,6 +6,7 @@ import pytest
 
 from conftest import default_params
 from ddpm_study.config import ConfigError, StudyConfig, fingerprint
+from pipeline import lineage
 
 
 def test_default_params_load():
@@ -69,6 +70,15 @@ BAD = [
     ("sweep.num_images", 5000, ["sweep.num_images", "5000", "sample.num_images = 500"]),
     ("sweep.num_images", 20, ["sweep.num_images", "20", "evaluate.jackknife_groups) = 100"]),
     ("sweep.eta", -0.5, ["sweep.eta", ">= 0"]),
+    ("sample.sampler", "euler", ["sample.sampler", "'euler'", "one of ddpm, ddim"]),
+    # The schedules section is checked against the registry's parameter specs.
+    ("schedules.exponential", {"rate": 1.0}, ["schedules.exponential", "unknown key", "linear, quadratic, sigmoid, cosine"]),
+    ("schedules.cosine", DELETE, ["schedules.cosine", "missing key"]),
+    ("schedules.cosine.offset", 0.1, ["schedules.cosine.offset", "unknown key", "s (default 0.008), max_beta (default 0.999)"]),
+    ("schedules.sigmoid.sigmoid_range", DELETE, ["schedules.sigmoid.sigmoid_range", "missing key", "sigmoid_range (default 6)"]),
+    ("schedules.sigmoid.sigmoid_range", -1.0, ["schedules.sigmoid.sigmoid_range", "-1.0", "> 0"]),
+    ("schedules.cosine.max_beta", 1.0, ["schedules.cosine.max_beta", "1.0", "(0, 1)"]),
+    ("schedules.linear.beta_end", "big", ["schedules.linear.beta_end", "'big'", "a number"]),
 ]
 
 
@@ -91,16 +101,44 @@ def test_lineage_ignores_other_schedules_and_tracking():
     p2["schedules"]["cosine"]["s"] = 0.01
     p2["tracking"]["experiment"] = "other"
     b = StudyConfig.from_dict(p2)
-    assert fingerprint(a.training_lineage("linear")) == fingerprint(b.training_lineage("linear"))
-    assert fingerprint(a.training_lineage("cosine")) != fingerprint(b.training_lineage("cosine"))
+    assert fingerprint(lineage.training(a, "linear")) == fingerprint(lineage.training(b, "linear"))
+    assert fingerprint(lineage.training(a, "cosine")) != fingerprint(lineage.training(b, "cosine"))
     p3 = copy.deepcopy(p)
     p3["sample"]["steps"] = 50
     c = StudyConfig.from_dict(p3)
-    assert fingerprint(a.training_lineage("linear")) == fingerprint(c.training_lineage("linear"))
-    assert fingerprint(a.schedule_lineage("linear")) != fingerprint(c.schedule_lineage("linear"))
+    assert fingerprint(lineage.training(a, "linear")) == fingerprint(lineage.training(c, "linear"))
+    assert fingerprint(lineage.schedule(a, "linear")) != fingerprint(lineage.schedule(c, "linear"))
     p4 = copy.deepcopy(p)
     p4["sweep"]["steps"] = [5, 500]
     p4["evaluate"]["jackknife_groups"] = 20
     d = StudyConfig.from_dict(p4)  # evaluation settings never invalidate trained models
-    assert fingerprint(a.training_lineage("linear")) == fingerprint(d.training_lineage("linear"))
-    assert fingerprint(a.schedule_lineage("linear")) != fingerprint(d.schedule_lineage("linear"))
+    assert fingerprint(lineage.training(a, "linear")) == fingerprint(lineage.training(d, "linear"))
+    assert fingerprint(lineage.schedule(a, "linear")) != fingerprint(lineage.schedule(d, "linear"))
+
+
+def test_lineage_holds_the_training_code_fingerprint_and_no_tracking():
+    cfg = StudyConfig.from_dict(default_params())
+    for d in (lineage.training(cfg, "cosine"), lineage.schedule(cfg, "cosine"), lineage.execution(cfg)):
+        assert d["code"] == lineage.code_fingerprint() and "tracking" not in d
+    assert list(lineage.training(cfg, "cosine")["schedules"]) == ["cosine"]
+    assert "source_dir" not in lineage.training(cfg, "cosine")["data"]
+    assert "sample" in lineage.schedule(cfg, "cosine") and "sample" not in lineage.training(cfg, "cosine")
+
+
+def test_every_registered_schedule_ships_its_defaults_in_params_yaml():
+    """params.yaml's schedules section holds each registered schedule with its spec's defaults."""
+    from ddpm_study.schedules import SCHEDULES
+
+    assert default_params()["schedules"] == {name: spec.defaults() for name, spec in SCHEDULES.items()}
+
+
+def test_betas_come_from_the_registry_with_the_configured_parameters():
+    import numpy as np
+
+    from ddpm_study.schedules import get_betas
+
+    p = default_params()
+    p["schedules"]["sigmoid"]["sigmoid_range"] = 3.0
+    cfg = StudyConfig.from_dict(p)
+    np.testing.assert_array_equal(cfg.betas("sigmoid"), get_betas("sigmoid", 1000, beta_start=1e-4, beta_end=0.02,
+                                                                  sigmoid_range=3.0))

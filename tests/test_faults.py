@@ -147,7 +147,7 @@ def test_locked_store_is_retried_then_survived(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.setattr(tracking, "RETRIES", 3)
     cfg = StudyConfig.from_dict(tiny_params())
-    with tracking.schedule_run(cfg, "linear", "train") as run:
+    with tracking.schedule_run(cfg, "linear") as run:
         lock = sqlite3.connect(tmp_path / "mlflow.db", timeout=0, check_same_thread=False)
         lock.execute("BEGIN EXCLUSIVE")
         threading.Timer(2.0, lock.rollback).start()

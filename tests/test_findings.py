@@ -4,44 +4,47 @@ import numpy as np
 
 from conftest import default_params
 from ddpm_study import schedules
-from pipeline import findings
+from pipeline.outputs import Anchored, Cell, Pair, Scores, ScoreTable, SweepMetrics
+from pipeline.writeup import findings, tables
 
 
-def scores(fids, pair_stds, std=1.0):
-    """A metrics block like evaluate.json's: FIDs per schedule and paired differences with given stds."""
+def s(fid, std=1.0):
+    return Scores(fid=fid, kid_mean=0.0, kid_std=0.0, fid_std=std)
+
+
+def table(fids, pair_stds, std=1.0):
+    """A score table like evaluate.json's: FIDs per schedule and paired differences with given stds."""
     names = list(fids)
-    out = {n: {"fid": f, "fid_std": std} for n, f in fids.items()}
-    out["pairs"] = {}
+    pairs = {}
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            diff, s = fids[a] - fids[b], pair_stds.get(f"{a}-{b}", 1.0)
-            out["pairs"][f"{a}-{b}"] = {"diff": diff, "std": s, "within_noise": abs(diff) <= 2 * s}
-    return out
-
-
-def test_pair_reads_either_order():
-    s = scores({"linear": 10.0, "cosine": 7.0}, {})
-    assert findings.pair(s, "linear", "cosine")["diff"] == 3.0
-    assert findings.pair(s, "cosine", "linear")["diff"] == -3.0
-
-
-def test_ranking_separates_ties_from_losses():
-    s = scores({"linear": 10.0, "cosine": 7.0, "sigmoid": 7.5}, {"linear-cosine": 0.5, "cosine-sigmoid": 1.0})
-    text = findings.ranking(s, ["linear", "cosine", "sigmoid"])
-    assert text.startswith("**cosine** has the lowest FID (7.0 ± 1.0)")
-    assert "sigmoid (+0.5 ± 1.0) is within noise of it" in text
-    assert "linear (+3.0 ± 0.5) is worse beyond noise" in text
-    tied = findings.ranking(scores({"linear": 7.2, "cosine": 7.0}, {"linear-cosine": 1.0}), ["linear", "cosine"])
-    assert "does not separate the schedules" in tied
-    single = findings.ranking(scores({"cosine": 7.0}, {}), ["cosine"])
-    assert single == "FID of cosine: 7.0 ± 1.0 (a single schedule: nothing to rank)."
+            diff, sd = fids[a] - fids[b], pair_stds.get(f"{a}-{b}", 1.0)
+            pairs[(a, b)] = Pair(diff=diff, std=sd, within_noise=abs(diff) <= 2 * sd)
+    return ScoreTable({n: s(f, std) for n, f in fids.items()}, pairs)
 
 
 def sweep(few_diff, many_diff, few_std=0.5, many_std=0.5):
-    cells = {}
-    for steps, diff, s in ((10, few_diff, few_std), (100, many_diff, many_std)):
-        cells[f"ddim_{steps}"] = scores({"linear": 50.0 + diff, "cosine": 50.0}, {"linear-cosine": s})
-    return {"cells": cells}
+    cells = {Cell("ddim", steps): table({"linear": 50.0 + diff, "cosine": 50.0}, {"linear-cosine": sd})
+             for steps, diff, sd in ((10, few_diff, few_std), (100, many_diff, many_std))}
+    return SweepMetrics(num_images=200, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, eta=0.0, cells=cells)
+
+
+def test_pair_reads_either_order():
+    t = table({"linear": 10.0, "cosine": 7.0}, {})
+    assert t.pair("linear", "cosine").diff == 3.0
+    assert t.pair("cosine", "linear").diff == -3.0
+
+
+def test_ranking_separates_ties_from_losses():
+    t = table({"linear": 10.0, "cosine": 7.0, "sigmoid": 7.5}, {"linear-cosine": 0.5, "cosine-sigmoid": 1.0})
+    text = findings.ranking(t, ["linear", "cosine", "sigmoid"])
+    assert text.startswith("**cosine** has the lowest FID (7.0 ± 1.0)")
+    assert "sigmoid (+0.5 ± 1.0) is within noise of it" in text
+    assert "linear (+3.0 ± 0.5) is worse beyond noise" in text
+    tied = findings.ranking(table({"linear": 7.2, "cosine": 7.0}, {"linear-cosine": 1.0}), ["linear", "cosine"])
+    assert "does not separate the schedules" in tied
+    single = findings.ranking(table({"cosine": 7.0}, {}), ["cosine"])
+    assert single == "FID of cosine: 7.0 ± 1.0 (a single schedule: nothing to rank)."
 
 
 def test_nichol_dhariwal_verdicts():
@@ -64,16 +67,24 @@ def test_snr_fractions_show_the_linear_tail():
 
 
 def test_placement_between_floor_and_ceiling():
-    s = {"real_vs_real": {"fid": 10.0}, "ceilings": {"gaussian_noise": {"fid": 410.0}, "mean_image": {"fid": 210.0}},
-         "linear": {"fid": 60.0}, "cosine": {"fid": 30.0}}
-    text = findings.placement(s, ["linear", "cosine"])
+    anchors = Anchored(num_images=500, jackknife_groups=50, real_vs_real=s(10.0),
+                       ceilings={"gaussian_noise": s(410.0), "mean_image": s(210.0)})
+    text = findings.placement(anchors, table({"linear": 60.0, "cosine": 30.0}, {}), ["linear", "cosine"])
     assert "mean image, FID 210.0, 100%" in text and text.endswith("cosine 10%, linear 25%.")
 
 
 def test_sampler_gap():
-    cell = lambda fids: {n: {"fid": f} for n, f in fids.items()}  # noqa: E731
-    sweep = {"cells": {"ddpm_10": cell({"linear": 90.0, "cosine": 80.0}), "ddim_10": cell({"linear": 95.0, "cosine": 70.0})}}
-    assert findings.sampler_gap(sweep, ["linear", "cosine"], [10]) == (
+    cells = {Cell("ddpm", 10): table({"linear": 90.0, "cosine": 80.0}, {}),
+             Cell("ddim", 10): table({"linear": 95.0, "cosine": 70.0}, {})}
+    sw = SweepMetrics(num_images=200, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, eta=0.0, cells=cells)
+    assert findings.sampler_gap(sw, ["linear", "cosine"], [10]) == (
         "FID(DDIM) − FID(DDPM) ranges from -10.0 to +5.0: neither sampler is better everywhere.")
-    sweep["cells"]["ddim_10"]["cosine"]["fid"] = 85.0
-    assert "DDPM is better than DDIM at every schedule" in findings.sampler_gap(sweep, ["linear", "cosine"], [10])
+    cells[Cell("ddim", 10)] = table({"linear": 95.0, "cosine": 85.0}, {})
+    assert "DDPM is better than DDIM at every schedule" in findings.sampler_gap(sw, ["linear", "cosine"], [10])
+
+
+def test_spread_ratios_quote_the_cases_with_fewer_samples_than_dimensions():
+    bench = {"cases": [{"d": 16, "n_generated": 150, "n_reference": 400, "jackknife_ratio": 1.0, "bootstrap_ratio": 1.5},
+                       {"d": 256, "n_generated": 100, "n_reference": 250, "jackknife_ratio": 1.27, "bootstrap_ratio": 3.69},
+                       {"d": 512, "n_generated": 200, "n_reference": 500, "jackknife_ratio": 1.21, "bootstrap_ratio": 4.69}]}
+    assert tables.spread_ratios(bench) == {"jackknife": (1.21, 1.27), "bootstrap": (3.69, 4.69)}

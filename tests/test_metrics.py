@@ -1,5 +1,4 @@
-"""FID/KID on features (closed forms) and the real Inception feature extractor."""
-
+"""KID on features and the real Inception feature extractor (FID: test_uncertainty.py)."""
 
 import pytest
 import torch
@@ -10,19 +9,6 @@ from ddpm_study import metrics
 def gaussian(n, mean, std, seed):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, len(mean), generator=g, dtype=torch.float64).float() * torch.tensor(std) + torch.tensor(mean)
-
-
-def test_fid_of_identical_features_is_zero():
-    f = gaussian(500, [0.0] * 8, [1.0] * 8, 0)
-    assert metrics.fid(f, f) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_fid_of_two_gaussians_matches_closed_form():
-    """FID(N(m1, diag s1^2), N(m2, diag s2^2)) = |m1 - m2|^2 + sum (s1 - s2)^2."""
-    m1, s1 = [0.0, 1.0, -1.0], [1.0, 2.0, 0.5]
-    m2, s2 = [1.0, 1.0, 0.0], [1.5, 1.0, 0.5]
-    closed = sum((a - b) ** 2 for a, b in zip(m1, m2)) + sum((a - b) ** 2 for a, b in zip(s1, s2))
-    assert metrics.fid(gaussian(200_000, m1, s1, 1), gaussian(200_000, m2, s2, 2)) == pytest.approx(closed, rel=0.02)
 
 
 def test_kid_near_zero_for_same_distribution_and_positive_otherwise():

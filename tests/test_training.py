@@ -11,6 +11,7 @@ from ddpm_study import training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.schedules import get_betas
+from pipeline import lineage
 
 
 class Kill(Exception):
@@ -24,7 +25,7 @@ def setup(tmp_path, **train_overrides):
     images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     diffusion = GaussianDiffusion(get_betas("cosine", 1000, s=0.008, max_beta=0.999))
     kwargs = dict(schedule="cosine", diffusion=diffusion, images=images, model_cfg=cfg.model, train_cfg=cfg.train,
-                  seed=cfg.seed, lineage=cfg.training_lineage("cosine"), device=torch.device("cpu"))
+                  seed=cfg.seed, lineage=lineage.training(cfg, "cosine"), device=torch.device("cpu"))
     return cfg, kwargs
 
 
@@ -78,7 +79,7 @@ def test_checkpoint_describes_itself(tmp_path):
     result = training.train(**kw, checkpoint_path=tmp_path / "c.pt")
     state = training.load_checkpoint(tmp_path / "c.pt")
     assert state["schedule"] == "cosine" and state["step"] == 8
-    assert state["lineage"] == cfg.training_lineage("cosine")
+    assert state["lineage"] == lineage.training(cfg, "cosine")
     assert {"model", "ema", "optimizer", "rng", "history", "train_time_s"} <= set(state)
     model = training.load_ema_model(state, torch.device("cpu"))
     assert torch.equal(model.stem.weight, result.state["ema"]["stem.weight"])

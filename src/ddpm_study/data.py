@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DataError
+
 # torchvision's class name (its folder under the data root) and the official file names.
 IDX_SETS = {
     "fashion_mnist": "FashionMNIST",
@@ -35,10 +37,6 @@ DEBIAN_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 CIFAR_TRAIN_BIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
 CIFAR_TEST_BIN = ["test_batch.bin"]
 CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then the 32x32 R, G, B planes
-
-
-class DataError(RuntimeError):
-    """A data file is missing, truncated, corrupt or of the wrong shape. The message names it."""
 
 
 @dataclass(frozen=True)

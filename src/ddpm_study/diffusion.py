@@ -18,6 +18,10 @@ import torch
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+# The reverse samplers ``sample_loop`` runs: "ddpm" is ancestral sampling (``p_sample``), "ddim"
+# is ``ddim_sample`` with its eta. A new sampler is a step method plus a name here.
+SAMPLERS = ("ddpm", "ddim")
+
 
 def _extract(arr: torch.Tensor, t: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
     """Gather ``arr[t]`` for a batch of indices ``t`` [B] and broadcast to ``x_shape`` [B, ...]."""
@@ -168,8 +172,8 @@ class GaussianDiffusion:
         the same generator state and ``x_T`` draw the same noise. Returns the final samples and,
         if ``record_every`` > 0, the states x_t every ``record_every`` steps plus the final one.
         """
-        if sampler not in ("ddpm", "ddim"):
-            raise ValueError(f"unknown sampler {sampler!r}; valid: ddpm, ddim")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
         x = x_T
         frames = [x.cpu()] if record_every else []
         indices = list(range(self.num_timesteps))[::-1]

@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact, never a partial one."""
+"""Atomic file writes (a crash mid-write leaves the previous file intact, never a partial one) and array I/O."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
 
 
 @contextmanager
@@ -38,3 +40,14 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    """A numpy ``.npy`` file, atomically; no pickled objects."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+
+def read_array(path: str | os.PathLike) -> np.ndarray:
+    return np.load(path, allow_pickle=False)

@@ -1,4 +1,4 @@
-"""FID and KID on 2048-d Inception-v3 pool features, through torch-fidelity.
+"""Inception features and KID through torch-fidelity (FID itself: ``uncertainty.frechet_distance``).
 
 Features come from torch-fidelity's ``inception-v3-compat`` extractor (the reference FID network);
 its weights are read from torch's hub cache (``$TORCH_HOME/hub/checkpoints``) and downloaded there
@@ -9,7 +9,6 @@ on them; Inception Score is not computed.
 from __future__ import annotations
 
 import torch
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric, KEY_METRIC_FID
 from torch_fidelity.metric_kid import kid_features_to_metric, KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD
 from torch_fidelity.utils import create_feature_extractor
 
@@ -31,12 +30,6 @@ def inception_features(images_uint8: torch.Tensor, batch_size: int, device: torc
             (features,) = extractor(batch.to(device))
             out.append(features.cpu())
     return torch.cat(out)
-
-
-def fid(features_1: torch.Tensor, features_2: torch.Tensor) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets [N, D]."""
-    stats = [fid_features_to_statistics(f.double()) for f in (features_1, features_2)]
-    return fid_statistics_to_metric(stats[0], stats[1], verbose=False)[KEY_METRIC_FID]
 
 
 def kid(features_1: torch.Tensor, features_2: torch.Tensor, subset_size: int, subsets: int, seed: int) -> tuple[float, float]:

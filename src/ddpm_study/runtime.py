@@ -7,7 +7,9 @@ import random
 import numpy as np
 import torch
 
-from .config import ConfigError
+from .errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -16,9 +18,18 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: invalid value 'cuda': no CUDA GPU is available; expected auto or cpu")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"device: invalid value {name!r}; expected one of auto, cpu, cuda")
+    if name not in DEVICES:
+        raise ConfigError(f"device: invalid value {name!r}; expected one of {', '.join(DEVICES)}")
     return torch.device(name)
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th stream (a batch, an epoch) of a run seeded with ``seed``.
+
+    Streams of one run differ, and stream ``index`` of one seed never equals stream 0 of the next
+    for any index below the multiplier (a prime).
+    """
+    return seed * 1_000_003 + index
 
 
 def seed_everything(seed: int) -> None:

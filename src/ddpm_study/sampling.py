@@ -16,7 +16,9 @@ from PIL import Image
 
 from .data import to_model_range, to_uint8
 from .diffusion import GaussianDiffusion, Model
+from .errors import NonFiniteSamples
 from .files import atomic_path
+from .runtime import derived_seed
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class Samples:
 
 
 def batch_generator(seed: int, batch: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + batch)
+    return torch.Generator(device=device).manual_seed(derived_seed(seed, batch))
 
 
 @torch.no_grad()
@@ -56,7 +58,7 @@ def generate(
             model, x_T, gen, sampler=sampler, eta=eta, record_every=record_every if b == 0 else 0, on_step=on_step
         )
         if not torch.isfinite(x0).all():  # NaNs would silently become pixels and poison FID
-            raise FloatingPointError(f"sampling produced non-finite values in batch {b}; the model is unusable")
+            raise NonFiniteSamples(f"sampling produced non-finite values in batch {b}; the model is unusable")
         images.append(to_uint8(x0).cpu())
         if b == 0:
             trajectory = torch.stack([to_uint8(f[:trajectory_images]) for f in frames])

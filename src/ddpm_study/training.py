@@ -23,26 +23,12 @@ from torch import nn
 
 from .config import ModelConfig, TrainConfig, fingerprint
 from .diffusion import GaussianDiffusion
+from .errors import CheckpointError, TrainingDiverged
 from .files import atomic_path
-from .runtime import rng_states, seed_everything, set_rng_states
+from .runtime import derived_seed, rng_states, seed_everything, set_rng_states
 from .unet import UNet
 
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is unreadable, truncated or not one of ours. The message names it."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became non-finite; the last good checkpoint is kept."""
-
-    def __init__(self, schedule: str, step: int, loss: float, what: str = "loss"):
-        super().__init__(
-            f"training diverged: schedule {schedule!r}, step {step}: {what} is {loss}; "
-            "the last good checkpoint was kept (lower train.lr?)"
-        )
-        self.schedule, self.step, self.loss = schedule, step, loss
 
 
 def build_model(cfg: ModelConfig, in_channels: int) -> UNet:
@@ -68,7 +54,7 @@ def batch_indices(num_images: int, batch_size: int, step: int, seed: int) -> tor
     if per_epoch == 0:
         raise ValueError(f"train.batch_size={batch_size} is larger than the {num_images} training images")
     epoch, k = divmod(step, per_epoch)
-    perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(derived_seed(seed, epoch)))
     return perm[k * batch_size : (k + 1) * batch_size]
 
 
@@ -228,10 +214,14 @@ def _resumable_state(path: Path, lineage_id: str) -> Optional[dict[str, Any]]:
     return state if state.get("lineage_fingerprint") == lineage_id else None
 
 
+def final_rows(history: list[dict[str, Optional[float]]]) -> list[dict[str, Optional[float]]]:
+    """The logged rows of the last tenth of training (at least one): what "final" means in the study."""
+    return history[-max(1, len(history) // 10) :]
+
+
 def final_loss(history: list[dict[str, Optional[float]]]) -> float:
-    """Mean logged loss over the last tenth of training (at least one logged row)."""
-    tail = history[-max(1, len(history) // 10) :]
-    return float(np.mean([row["loss"] for row in tail]))
+    """Mean logged loss over the last tenth of training (``final_rows``)."""
+    return float(np.mean([row["loss"] for row in final_rows(history)]))
 
 
 def load_ema_model(state: dict[str, Any], device: torch.device) -> UNet:

@@ -1,7 +1,7 @@
 """How sure an FID is: an exact fast Fréchet distance and paired jackknife spreads.
 
-torch-fidelity's FID (``metrics.fid``) takes a 2048x2048 matrix square root (scipy ``sqrtm``, seconds
-each). A jackknife needs a hundred FIDs per set, so here the same quantity is computed through the
+torch-fidelity's FID (``fid_statistics_to_metric``) takes a 2048x2048 matrix square root (scipy
+``sqrtm``, seconds each). A jackknife needs a hundred FIDs per set, so here the same quantity is computed through the
 samples instead of the covariances. With centred, scaled features X [n1, d] and Y [n2, d],
 Σ1 = XᵀX and Σ2 = YᵀY, the non-zero eigenvalues of Σ1 Σ2 are those of (X Yᵀ)(X Yᵀ)ᵀ, so
 
@@ -15,9 +15,10 @@ The spread is a delete-a-group jackknife over the generated *and* the reference 
 sampling noise of the FID estimate at this N, i.e. what another sampling seed and another real
 split would change. It says nothing about training noise (another training seed). The bootstrap
 is *not* used: with fewer samples than feature dimensions (N = 200-500 against d = 2048) the
-duplicates it draws shrink the covariances' rank, and on synthetic data it overstated the
-spread over true redraws 3.5-4.7x; the jackknife, conservative by the Efron-Stein inequality,
-came within 1.0-1.5x (tests/test_uncertainty.py pins the ratio). Schedules sampled from the same
+duplicates it draws shrink the covariances' rank, and on synthetic data it overstates the
+spread over true redraws several times; the jackknife, conservative by the Efron-Stein
+inequality, overstates it far less (the ratios: ``benchmarks/spread_vs_redraws.json``, written by
+``benchmarks/spread_vs_redraws.py`` and quoted by the write-up; tests/test_uncertainty.py pins a band). Schedules sampled from the same
 noise drop the *same* groups (a paired jackknife), which gives the spread of their difference.
 """
 
@@ -27,6 +28,10 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
+
+# frechet_distance equals torch-fidelity's sqrtm-based FID to this relative tolerance (pinned by
+# tests/test_uncertainty.py at the study's shapes; quoted by the write-up).
+EXACT_FID_RTOL = 1e-6
 
 # Two schedules are "within noise" when their FID difference is smaller than this many standard
 # deviations of that difference (about a 95% two-sided interval for a normal difference).

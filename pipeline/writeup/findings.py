@@ -1,8 +1,8 @@
 """The write-up's conclusions, derived from the metric files only (never typed by hand).
 
-Each function takes the parsed ``metrics/*.json`` and returns sentences; a verdict such as "within
-noise" always comes from a paired jackknife difference (``uncertainty.compare``), so the text can
-only claim what the numbers support.
+Each function takes the typed metric files (``outputs``) and returns sentences; a verdict such as
+"within noise" always comes from a paired jackknife difference (``uncertainty.compare``), so the
+text can only claim what the numbers support.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import numpy as np
 
 from ddpm_study import schedules
 from ddpm_study.uncertainty import NOISE_SIGMAS
+
+from ..outputs import Anchored, Cell, Pair, ScoreTable, SweepMetrics
 
 # log-SNR bands: above +2.3 (SNR > 10) the image dominates x_t, below -2.3 (SNR < 0.1) the noise
 # does; in between the model must decide what the image is. Symmetric in SNR, one decade each side.
@@ -24,55 +26,51 @@ def fmt(mean: float, std: float, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def pair(scores: dict, a: str, b: str) -> dict:
-    """The paired comparison a - b, whichever order the metrics file stores it in."""
-    pairs = scores["pairs"]
-    if f"{a}-{b}" in pairs:
-        return pairs[f"{a}-{b}"]
-    p = pairs[f"{b}-{a}"]
-    return {**p, "diff": -p["diff"]}
+def fmt_pair(p: Pair, sign: str = "") -> str:
+    return f"{sign}{fmt(p.diff, p.std)}"
 
 
-def ranking(scores: dict, names: list[str]) -> str:
+def ranking(table: ScoreTable, names: list[str]) -> str:
     """'cosine wins (FID x ± s); linear is within noise of it (+d ± s); sigmoid is worse by d ± s.'"""
-    ordered = sorted(names, key=lambda n: scores[n]["fid"])
+    scores = table.scores
+    ordered = sorted(names, key=lambda n: scores[n].fid)
     best = ordered[0]
     if len(names) == 1:
-        return f"FID of {best}: {fmt(scores[best]['fid'], scores[best]['fid_std'])} (a single schedule: nothing to rank)."
-    parts = [f"**{best}** has the lowest FID ({fmt(scores[best]['fid'], scores[best]['fid_std'])})"]
-    tied = [n for n in ordered[1:] if pair(scores, n, best)["within_noise"]]
+        return f"FID of {best}: {fmt(scores[best].fid, scores[best].fid_std)} (a single schedule: nothing to rank)."
+    parts = [f"**{best}** has the lowest FID ({fmt(scores[best].fid, scores[best].fid_std)})"]
+    tied = [n for n in ordered[1:] if table.pair(n, best).within_noise]
     worse = [n for n in ordered[1:] if n not in tied]
     if tied:
-        parts.append(", ".join(f"{n} (+{fmt(pair(scores, n, best)['diff'], pair(scores, n, best)['std'])})" for n in tied)
+        parts.append(", ".join(f"{n} ({fmt_pair(table.pair(n, best), '+')})" for n in tied)
                      + (" is" if len(tied) == 1 else " are") + " within noise of it")
     if worse:
-        parts.append(", ".join(f"{n} (+{fmt(pair(scores, n, best)['diff'], pair(scores, n, best)['std'])})" for n in worse)
+        parts.append(", ".join(f"{n} ({fmt_pair(table.pair(n, best), '+')})" for n in worse)
                      + (" is" if len(worse) == 1 else " are") + " worse beyond noise")
     if not worse:
         parts.append("so this setting does not separate the schedules")
     return "; ".join(parts) + "."
 
 
-def few_vs_many_steps(sweep: dict, sampler: str, steps: list[int], a: str = "linear", b: str = "cosine") -> dict:
-    """Advantage of ``b`` over ``a`` (FID(a) - FID(b), paired) at the fewest and the most steps."""
-    few, many = (sweep["cells"][f"{sampler}_{s}"] for s in (min(steps), max(steps)))
-    return {"few": pair(few, a, b), "many": pair(many, a, b)}
+def few_vs_many_steps(sweep: SweepMetrics, sampler: str, steps: list[int], a: str = "linear",
+                      b: str = "cosine") -> tuple[Pair, Pair]:
+    """Advantage of ``b`` over ``a`` (FID(a) - FID(b), paired) at the fewest and at the most steps."""
+    few, many = (sweep.cells[Cell(sampler, s)] for s in (min(steps), max(steps)))
+    return few.pair(a, b), many.pair(a, b)
 
 
-def nichol_dhariwal_shortening(sweep: dict, samplers: list[str], steps: list[int], names: list[str]) -> list[str]:
+def nichol_dhariwal_shortening(sweep: SweepMetrics, samplers: list[str], steps: list[int], names: list[str]) -> list[str]:
     """The expectation drawn from Nichol & Dhariwal (2021): cosine helps mainly when the reverse process is shortened."""
     if not {"linear", "cosine"} <= set(names) or len(steps) < 2:
         return ["Needs linear and cosine and at least two step counts in the sweep; not checked in this run."]
     lines = []
     for sampler in samplers:
-        d = few_vs_many_steps(sweep, sampler, steps)
-        few, many = d["few"], d["many"]
-        few_s, many_s = fmt(few["diff"], few["std"]), fmt(many["diff"], many["std"])
-        if few["within_noise"]:
+        few, many = few_vs_many_steps(sweep, sampler, steps)
+        few_s, many_s = fmt_pair(few), fmt_pair(many)
+        if few.within_noise:
             verdict = "we do **not** see it: at the fewest steps the two are within noise"
-        elif few["diff"] < 0:
+        elif few.diff < 0:
             verdict = "our numbers **disagree**: linear is better than cosine beyond noise at the fewest steps"
-        elif few["diff"] > many["diff"] + NOISE_SIGMAS * np.hypot(few["std"], many["std"]):
+        elif few.diff > many.diff + NOISE_SIGMAS * np.hypot(few.std, many.std):
             verdict = "our numbers **agree**: cosine's lead is beyond noise at the fewest steps and shrinks with more steps"
         else:
             verdict = ("cosine leads beyond noise at the fewest steps, but its lead does **not** shrink beyond noise "
@@ -106,20 +104,21 @@ def wasted_tail(fractions: dict[str, dict[str, float]]) -> str:
             f"{fractions['cosine']['low']:.0%}.")
 
 
-def placement(scores: dict, names: list[str]) -> str:
+def placement(anchors: Anchored, table: ScoreTable, names: list[str]) -> str:
     """Where the schedules sit between the real-vs-real floor and the better trivial generator."""
-    floor = scores["real_vs_real"]["fid"]
-    ceiling_name, ceiling = min(scores["ceilings"].items(), key=lambda kv: kv[1]["fid"])
-    share = {n: (scores[n]["fid"] - floor) / (ceiling["fid"] - floor) for n in names}
+    floor = anchors.real_vs_real.fid
+    ceiling_name, ceiling = min(anchors.ceilings.items(), key=lambda kv: kv[1].fid)
+    share = {n: (table.scores[n].fid - floor) / (ceiling.fid - floor) for n in names}
     label = ceiling_name.replace("_", " ")
     return (f"On the scale from the real-vs-real floor (FID {floor:.1f}, 0%) to the better trivial generator "
-            f"({label}, FID {ceiling['fid']:.1f}, 100%) the schedules sit at "
+            f"({label}, FID {ceiling.fid:.1f}, 100%) the schedules sit at "
             + ", ".join(f"{n} {share[n]:.0%}" for n in sorted(names, key=share.get)) + ".")
 
 
-def sampler_gap(sweep: dict, names: list[str], steps: list[int]) -> str:
+def sampler_gap(sweep: SweepMetrics, names: list[str], steps: list[int]) -> str:
     """FID(DDIM) - FID(DDPM) over every schedule and step count (same x_T; not paired by the jackknife)."""
-    gaps = [sweep["cells"][f"ddim_{s}"][n]["fid"] - sweep["cells"][f"ddpm_{s}"][n]["fid"] for n in names for s in steps]
+    gaps = [sweep.cells[Cell("ddim", s)].scores[n].fid - sweep.cells[Cell("ddpm", s)].scores[n].fid
+            for n in names for s in steps]
     if all(g > 0 for g in gaps):
         verdict = "DDPM is better than DDIM at every schedule and step count"
     elif all(g < 0 for g in gaps):

@@ -1,0 +1,399 @@
+"""Every file a stage writes: its path, its type, its writer and its reader, one section per stage.
+
+Stages talk only through these files. Only the owning stage calls a section's ``write_*``; every
+other module reads through the ``read_*`` functions and gets dataclasses, not dicts of strings.
+Paths are relative to the project root; each section's ``OUTS`` are the outputs ``dvc.yaml``
+declares for its stage (``tests/test_dvc_yaml.py`` checks the two agree). The JSON layouts are
+those ``dvc metrics show`` prints and earlier runs committed; the dataclasses reproduce them byte
+for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ddpm_study.files import atomic_path, read_array, write_array, write_json, write_text
+
+PARAMS = Path("params.yaml")  # input of every stage; not written by any
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _write_tsv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+# --- check: the params gate ------------------------------------------------------------------------
+PARAMS_OK = Path("params.ok")  # constant content: passing the gate reruns nothing downstream
+CHECK_OUTS = (PARAMS_OK,)
+
+
+def write_params_ok() -> None:
+    write_text(PARAMS_OK, "params.yaml is valid\n")
+
+
+# --- prepare: the data set as uint8 arrays ----------------------------------------------------------
+RAW_DIR = Path("data/raw")  # download cache and copies of the official files (not a DVC output)
+PREPARED_DIR = Path("data/prepared")
+PREPARED_INFO = PREPARED_DIR / "info.json"
+PREPARED_ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+PREPARE_OUTS = (PREPARED_DIR,)
+
+
+@dataclass(frozen=True)
+class PreparedInfo:
+    dataset: str
+    source: str
+    train_images: list[int]  # shape [N, C, H, W]
+    test_images: list[int]
+
+
+def prepared_array(name: str) -> Path:
+    """name: one of PREPARED_ARRAYS."""
+    if name not in PREPARED_ARRAYS:
+        raise ValueError(f"unknown prepared array {name!r}; valid: {', '.join(PREPARED_ARRAYS)}")
+    return PREPARED_DIR / f"{name}.npy"
+
+
+def write_prepared(splits, dataset: str) -> PreparedInfo:
+    """``splits``: a ``ddpm_study.data.Splits``."""
+    for name in PREPARED_ARRAYS:
+        write_array(prepared_array(name), getattr(splits, name))
+    info = PreparedInfo(dataset, splits.source, list(splits.train_images.shape), list(splits.test_images.shape))
+    write_json(PREPARED_INFO, dataclasses.asdict(info))
+    return info
+
+
+def read_prepared(name: str) -> np.ndarray:
+    """uint8 images [N, C, H, W] (``*_images``) or int64 labels [N] (``*_labels``)."""
+    return read_array(prepared_array(name))
+
+
+# --- reference: Inception features of two fixed real splits -----------------------------------------
+REFERENCE_DIR = Path("data/reference")
+REFERENCE_FEATURES = REFERENCE_DIR / "features_reference.npy"  # real split A: what samples are compared to
+FLOOR_FEATURES = REFERENCE_DIR / "features_floor.npy"  # real split B: A vs B is the FID floor
+REFERENCE_INFO = REFERENCE_DIR / "info.json"
+REFERENCE_OUTS = (REFERENCE_DIR,)
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    num_images: int
+    feature_extractor: str
+    feature_layer: str
+    split_seed: int
+
+
+@dataclass(frozen=True)
+class Reference:
+    reference: np.ndarray  # [N, 2048] features of split A
+    floor: np.ndarray  # [N, 2048] features of split B
+
+
+def write_reference(ref: Reference, info: ReferenceInfo) -> None:
+    write_array(REFERENCE_FEATURES, ref.reference)
+    write_array(FLOOR_FEATURES, ref.floor)
+    write_json(REFERENCE_INFO, dataclasses.asdict(info))
+
+
+def read_reference() -> Reference:
+    return Reference(read_array(REFERENCE_FEATURES), read_array(FLOOR_FEATURES))
+
+
+# --- train: checkpoints, loss histories, per-schedule summary ---------------------------------------
+MODELS_DIR = Path("models")
+METRICS_DIR = Path("metrics")
+TRAIN_METRICS = METRICS_DIR / "train.json"
+TRAIN_PLOTS_DIR = Path("plots/train")
+TRAIN_OUTS = (MODELS_DIR, TRAIN_METRICS, TRAIN_PLOTS_DIR)
+
+HistoryRow = dict[str, Optional[float]]  # step, loss, lr, images_per_s, loss_bucket_<i> (None: empty bucket)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    final_loss: float  # mean loss over the last tenth of training (training.final_loss)
+    train_time_s: float
+    steps: int
+    alpha_bar_T: float  # schedules.summarize
+    log_snr_max: float
+    log_snr_min: float
+
+
+def checkpoint(schedule: str) -> Path:
+    return MODELS_DIR / schedule / "checkpoint.pt"
+
+
+def train_history(schedule: str) -> Path:
+    return TRAIN_PLOTS_DIR / f"{schedule}.tsv"
+
+
+def write_train_history(schedule: str, rows: Sequence[HistoryRow]) -> None:
+    _write_tsv(train_history(schedule), pd.DataFrame(rows))
+
+
+def read_train_history(schedule: str) -> list[HistoryRow]:
+    """The logged rows; an empty loss bucket reads back as None."""
+    table = pd.read_csv(train_history(schedule), sep="\t").astype(object)
+    return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in table.to_dict("records")]
+
+
+def write_train_metrics(summaries: dict[str, TrainSummary]) -> None:
+    write_json(TRAIN_METRICS, {name: dataclasses.asdict(s) for name, s in summaries.items()})
+
+
+def read_train_metrics() -> dict[str, TrainSummary]:
+    return {name: TrainSummary(**s) for name, s in _read_json(TRAIN_METRICS).items()}
+
+
+# --- sample: the main setting's samples and pictures ------------------------------------------------
+SAMPLES_DIR = Path("samples")
+SAMPLE_OUTS = (SAMPLES_DIR,)
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    sampler: str
+    steps: int
+    eta: float
+    num_images: int
+    sample_time_s: float
+
+
+def sample_dir(schedule: str) -> Path:
+    return SAMPLES_DIR / schedule
+
+
+def sample_images(schedule: str) -> Path:
+    return sample_dir(schedule) / "images.npy"
+
+
+def sample_grid(schedule: str) -> Path:
+    return sample_dir(schedule) / "grid.png"
+
+
+def sample_gif(schedule: str) -> Path:
+    return sample_dir(schedule) / "denoising.gif"
+
+
+def forward_strip(schedule: str) -> Path:
+    return sample_dir(schedule) / "forward.png"
+
+
+def sample_info(schedule: str) -> Path:
+    return sample_dir(schedule) / "info.json"
+
+
+def sample_pictures(schedule: str) -> tuple[Path, Path, Path]:
+    """The pictures a reader looks at: sample grid, denoising GIF, forward-process strip."""
+    return sample_grid(schedule), sample_gif(schedule), forward_strip(schedule)
+
+
+def write_sample_images(schedule: str, images: np.ndarray) -> None:
+    write_array(sample_images(schedule), images)
+
+
+def read_sample_images(schedule: str) -> np.ndarray:
+    """uint8 [N, C, H, W]."""
+    return read_array(sample_images(schedule))
+
+
+def write_sample_info(schedule: str, info: SampleInfo) -> None:
+    write_json(sample_info(schedule), dataclasses.asdict(info))
+
+
+def read_sample_info(schedule: str) -> SampleInfo:
+    return SampleInfo(**_read_json(sample_info(schedule)))
+
+
+# --- scores (the evaluate and score_sweep files share them) -----------------------------------------
+@dataclass(frozen=True)
+class Scores:
+    """FID with its jackknife std, KID with its std over subsets (field order: the TSV columns)."""
+
+    fid: float
+    kid_mean: float
+    kid_std: float
+    fid_std: float
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A paired difference FID(a) - FID(b), its jackknife std, and whether it is within noise."""
+
+    diff: float
+    std: float
+    within_noise: bool
+
+    def reversed(self) -> "Pair":
+        return dataclasses.replace(self, diff=-self.diff)
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """Scores of paired generated sets (schedules sampled from the same noise) and every pair's difference.
+
+    On disk: ``{<name>: Scores, ..., "pairs": {"<a>-<b>": Pair}}``.
+    """
+
+    scores: dict[str, Scores]
+    pairs: dict[tuple[str, str], Pair]
+
+    def pair(self, a: str, b: str) -> Pair:
+        """a - b, whichever order the file stores it in."""
+        return self.pairs[(a, b)] if (a, b) in self.pairs else self.pairs[(b, a)].reversed()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{n: dataclasses.asdict(s) for n, s in self.scores.items()},
+                "pairs": {f"{a}-{b}": dataclasses.asdict(p) for (a, b), p in self.pairs.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], skip: Sequence[str] = ()) -> "ScoreTable":
+        """``skip``: other keys stored beside the table in the same mapping."""
+        names = [k for k in d if k != "pairs" and k not in skip]
+        scores = {n: Scores(**d[n]) for n in names}
+        pairs = {}
+        for key, p in d["pairs"].items():
+            (a, b), = [(a, key[len(a) + 1 :]) for a in names if key.startswith(f"{a}-") and key[len(a) + 1 :] in names]
+            pairs[(a, b)] = Pair(**p)
+        return cls(scores, pairs)
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """A score table at one N with what it is read against: the real-vs-real floor and the ceilings."""
+
+    num_images: int
+    jackknife_groups: int
+    real_vs_real: Scores
+    ceilings: dict[str, Scores]  # gaussian_noise, mean_image
+
+    def anchors_json(self) -> dict[str, Any]:
+        return {"num_images": self.num_images, "jackknife_groups": self.jackknife_groups,
+                "real_vs_real": dataclasses.asdict(self.real_vs_real),
+                "ceilings": {n: dataclasses.asdict(s) for n, s in self.ceilings.items()}}
+
+    @staticmethod
+    def anchors_from_json(d: dict[str, Any]) -> dict[str, Any]:
+        return {"num_images": d["num_images"], "jackknife_groups": d["jackknife_groups"],
+                "real_vs_real": Scores(**d["real_vs_real"]),
+                "ceilings": {n: Scores(**s) for n, s in d["ceilings"].items()}}
+
+
+# --- evaluate: the main setting's scores ------------------------------------------------------------
+EVALUATE_METRICS = METRICS_DIR / "evaluate.json"
+EVALUATE_OUTS = (EVALUATE_METRICS,)
+
+
+@dataclass(frozen=True)
+class EvaluateMetrics(Anchored):
+    table: ScoreTable  # on disk flattened into the top level, beside the anchors
+
+
+def write_evaluate_metrics(m: EvaluateMetrics) -> None:
+    write_json(EVALUATE_METRICS, {**m.anchors_json(), **m.table.to_json()})
+
+
+def read_evaluate_metrics() -> EvaluateMetrics:
+    d = _read_json(EVALUATE_METRICS)
+    anchors = Anchored.anchors_from_json(d)
+    return EvaluateMetrics(**anchors, table=ScoreTable.from_json(d, skip=list(anchors)))
+
+
+# --- sweep: samples and Inception features per schedule x sampler x steps ---------------------------
+SWEEP_DIR = Path("sweep")
+SWEEP_OUTS = (SWEEP_DIR,)
+SWEEP_ARRAYS = ("images", "trajectory", "features")
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One setting of the sweep. ``key`` ("ddim_10") names it in files and metrics, built only here."""
+
+    sampler: str
+    steps: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.sampler}_{self.steps}"
+
+    @classmethod
+    def from_key(cls, key: str) -> "Cell":
+        sampler, steps = key.rsplit("_", 1)
+        return cls(sampler, int(steps))
+
+
+def sweep_cells(samplers: Sequence[str], steps: Sequence[int]) -> list[Cell]:
+    """Every (sampler, steps) of the sweep, sampler by sampler, steps ascending."""
+    return [Cell(sampler, s) for sampler in samplers for s in sorted(steps)]
+
+
+def sweep_array(schedule: str, cell: Cell, kind: str) -> Path:
+    """kind: images (uint8 [N, C, H, W]), trajectory (uint8 [frames, G, C, H, W]) or features ([N, 2048])."""
+    if kind not in SWEEP_ARRAYS:
+        raise ValueError(f"unknown sweep array {kind!r}; valid: {', '.join(SWEEP_ARRAYS)}")
+    return SWEEP_DIR / schedule / f"{cell.key}_{kind}.npy"
+
+
+def write_sweep_cell(schedule: str, cell: Cell, images: np.ndarray, trajectory: np.ndarray, features: np.ndarray) -> None:
+    for kind, array in zip(SWEEP_ARRAYS, (images, trajectory, features)):
+        write_array(sweep_array(schedule, cell, kind), array)
+
+
+def read_sweep_array(schedule: str, cell: Cell, kind: str) -> np.ndarray:
+    return read_array(sweep_array(schedule, cell, kind))
+
+
+# --- score_sweep: the sweep's scores ----------------------------------------------------------------
+SWEEP_METRICS = METRICS_DIR / "sweep.json"
+SWEEP_PLOTS_DIR = Path("plots/sweep")
+SCORE_SWEEP_OUTS = (SWEEP_METRICS, SWEEP_PLOTS_DIR)
+
+
+@dataclass(frozen=True)
+class SweepMetrics(Anchored):
+    eta: float
+    cells: dict[Cell, ScoreTable]
+
+    def rows(self, schedule: str) -> Iterator[tuple[Cell, Scores]]:
+        """One schedule's scores, cell by cell."""
+        for cell, table in self.cells.items():
+            if schedule in table.scores:
+                yield cell, table.scores[schedule]
+
+
+def sweep_plot(schedule: str, sampler: str) -> Path:
+    return SWEEP_PLOTS_DIR / f"{schedule}_{sampler}.tsv"
+
+
+def write_sweep_metrics(m: SweepMetrics, schedules: Sequence[str], samplers: Sequence[str]) -> None:
+    """metrics/sweep.json, and per schedule and sampler the FID/KID-against-steps table ``dvc plots`` draws."""
+    for name in schedules:
+        for sampler in samplers:
+            rows = [{"steps": cell.steps, **dataclasses.asdict(s)} for cell, s in m.rows(name) if cell.sampler == sampler]
+            _write_tsv(sweep_plot(name, sampler), pd.DataFrame(rows))
+    write_json(SWEEP_METRICS, {**m.anchors_json(), "eta": m.eta,
+                               "cells": {cell.key: table.to_json() for cell, table in m.cells.items()}})
+
+
+def read_sweep_metrics() -> SweepMetrics:
+    d = _read_json(SWEEP_METRICS)
+    cells = sorted(((Cell.from_key(k), ScoreTable.from_json(t)) for k, t in d["cells"].items()), key=lambda c: c[0])
+    return SweepMetrics(**Anchored.anchors_from_json(d), eta=d["eta"], cells=dict(cells))
+
+
+# --- report: the write-up ---------------------------------------------------------------------------
+REPORTS_DIR = Path("reports")
+REPORT = REPORTS_DIR / "README.md"
+REPORT_OUTS = (REPORTS_DIR,)

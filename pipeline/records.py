@@ -1,0 +1,85 @@
+"""What each stage records in MLflow, read from the files the stage wrote: one function per stage.
+
+A stage calls its ``record_<stage>`` right after writing its outputs (live); ``backfill`` calls the
+same functions, with ``fill=True``, for every stage upstream of the one that opened a new run —
+DVC may have restored those stages from its run cache without running them, or the run may be
+new because a downstream parameter changed — so every run holds the whole lineage of its outputs.
+Upstream means upstream in ``dvc.yaml`` (``stage_graph.upstream``): DVC has made those files
+current before the stage runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from ddpm_study.config import StudyConfig
+
+from . import outputs, stage_graph, tracking
+from .tracking import ScheduleRun
+
+
+def record_train(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
+    """Loss history as ``train/<name>`` at its step, the training summary, the checkpoint."""
+    run.log_train_rows(outputs.read_train_history(schedule))  # steps the run holds are skipped
+    summary = outputs.read_train_metrics().get(schedule)
+    if summary is not None:
+        run.log_metrics(dataclasses.asdict(summary), fill=fill)
+    run.log_artifacts([outputs.checkpoint(schedule)], "model", fill=fill)
+
+
+def record_sample(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
+    """Sampling time; the sample grid, denoising GIF and forward-process strip."""
+    run.log_metrics({"sample_time_s": outputs.read_sample_info(schedule).sample_time_s}, fill=fill)
+    run.log_artifacts(outputs.sample_pictures(schedule), "samples", fill=fill)
+
+
+def record_evaluate(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
+    """FID ± std, KID ± std, and the real-vs-real floor and N they are read against."""
+    m = outputs.read_evaluate_metrics()
+    if schedule in m.table.scores:
+        run.log_metrics({**dataclasses.asdict(m.table.scores[schedule]), "fid_real_vs_real": m.real_vs_real.fid,
+                         "num_images": m.num_images}, fill=fill)
+
+
+def record_score_sweep(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
+    """``sweep/<sampler>/<score>`` with MLflow's step axis the number of sampling steps."""
+    for cell, scores in outputs.read_sweep_metrics().rows(schedule):
+        run.log_metrics({f"sweep/{cell.sampler}/{k}": v for k, v in dataclasses.asdict(scores).items()},
+                        step=cell.steps, fill=fill)
+
+
+RECORDS: dict[str, Callable[..., None]] = {
+    "train": record_train,
+    "sample": record_sample,
+    "evaluate": record_evaluate,
+    "score_sweep": record_score_sweep,
+}
+
+
+def backfill(run: ScheduleRun, schedule: str, stage: str) -> None:
+    """Add to ``run`` what the stages upstream of ``stage`` recorded and the run lacks."""
+    for name in stage_graph.upstream(stage):
+        if name in RECORDS:
+            RECORDS[name](run, schedule, fill=True)
+
+
+@contextmanager
+def schedule_run(cfg: StudyConfig, schedule: str, stage: str) -> Iterator[ScheduleRun]:
+    """This execution's run for ``schedule``, open for ``stage``; a new run is first backfilled."""
+    with tracking.schedule_run(cfg, schedule) as run:
+        if run.created:
+            backfill(run, schedule, stage)
+        yield run
+
+
+def complete_schedule_runs(cfg: StudyConfig, stage: str) -> None:
+    """Fill every schedule's run of this execution with what is upstream of ``stage`` and close it.
+
+    For the last stage: DVC may have restored any earlier stage from its run cache without running
+    it, so the runs it would have filled get filled here from DVC's files.
+    """
+    for name in cfg.schedule:
+        with tracking.schedule_run(cfg, name) as run:
+            backfill(run, name, stage)

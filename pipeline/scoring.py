@@ -1,0 +1,63 @@
+"""Scores with their spreads, and what they are read against — shared by `evaluate` and `score_sweep`.
+
+Every FID carries a jackknife std (groups of generated and of reference features left out;
+schedules paired by their shared initial noise), every pair of schedules a paired difference and
+whether it is within noise, and a table is bracketed by the real-vs-real floor and two trivially
+bad generators at the same N.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import torch
+
+from ddpm_study import baselines, metrics, uncertainty
+from ddpm_study.config import StudyConfig
+
+from . import outputs
+from .outputs import Pair, Scores, ScoreTable
+
+# Fixed, independent jackknife group assignments per use (numpy seeds from the pair (seed, stream)).
+FLOOR_STREAM, EVALUATE_STREAM, CEILING_STREAM, SWEEP_STREAMS = 0, 1, 2, 100
+
+
+def _scores(cfg: StudyConfig, features: np.ndarray, reference: np.ndarray, replicates: np.ndarray) -> Scores:
+    """Point FID (the exact fast form, equal to torch-fidelity's), its jackknife std, torch-fidelity's KID."""
+    e = cfg.evaluate
+    kid_mean, kid_std = metrics.kid(torch.from_numpy(features), torch.from_numpy(reference), e.kid_subset_size,
+                                    e.kid_subsets, cfg.seed)
+    return Scores(fid=uncertainty.frechet_distance(features, reference), kid_mean=kid_mean, kid_std=kid_std,
+                  fid_std=uncertainty.jackknife_std(replicates))
+
+
+def _jackknife(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, stream: int) -> dict[str, np.ndarray]:
+    return uncertainty.jackknife_fid(reference, generated, cfg.evaluate.jackknife_groups, (cfg.seed, stream))
+
+
+def with_spreads(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, stream: int) -> ScoreTable:
+    """Scores of paired generated sets with their jackknife stds, and every pairwise difference."""
+    jack = _jackknife(cfg, generated, reference, stream)
+    scores = {name: _scores(cfg, feats, reference, jack[name]) for name, feats in generated.items()}
+    pairs = {}
+    for a, b in combinations(generated, 2):
+        pairs[(a, b)] = Pair(**uncertainty.compare(scores[a].fid, scores[b].fid, jack[a], jack[b]))
+    return ScoreTable(scores, pairs)
+
+
+def real_vs_real(cfg: StudyConfig, floor: np.ndarray, reference: np.ndarray) -> Scores:
+    """The floor: a second real split scored like a generator, with its jackknife std."""
+    return _scores(cfg, floor, reference, _jackknife(cfg, {"floor": floor}, reference, FLOOR_STREAM)["floor"])
+
+
+def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: torch.device) -> dict[str, Scores]:
+    """FID/KID of two trivially bad generators at ``num_images``: Gaussian noise and the mean image."""
+    train = outputs.read_prepared("train_images")
+    noise = metrics.inception_features(baselines.gaussian_noise(num_images, cfg.image_shape, cfg.seed),
+                                       cfg.evaluate.batch_size, device).numpy()
+    # One image repeated: its features are one vector repeated, so extract it once.
+    mean = metrics.inception_features(baselines.mean_image(train, 1), 1, device).numpy()
+    generated = {"gaussian_noise": noise, "mean_image": np.repeat(mean, num_images, axis=0)}
+    jack = _jackknife(cfg, generated, reference, CEILING_STREAM)
+    return {name: _scores(cfg, feats, reference, jack[name]) for name, feats in generated.items()}

@@ -1,0 +1,96 @@
+"""The write-up's tables (pandas), from the typed stage outputs; ``markdown`` renders one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ddpm_study import schedules
+from ddpm_study.config import StudyConfig
+from ddpm_study.diffusion import spaced_timesteps
+
+from ..outputs import Anchored, Cell, EvaluateMetrics, ScoreTable, SweepMetrics, TrainSummary
+from . import findings
+from .figures import alphas_cumprod
+
+
+def markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".4g")
+
+
+def headline(cfg: StudyConfig, train: dict[str, TrainSummary], evaluate: EvaluateMetrics) -> pd.DataFrame:
+    rows = []
+    for name in cfg.schedule:
+        e, t = evaluate.table.scores[name], train[name]
+        rows.append({
+            "schedule": name,
+            "FID": findings.fmt(e.fid, e.fid_std),
+            "KID ×10³": findings.fmt(1e3 * e.kid_mean, 1e3 * e.kid_std),
+            "final loss": t.final_loss,
+            "ᾱ_T": t.alpha_bar_T,
+            "log-SNR range": f"[{t.log_snr_min:.1f}, {t.log_snr_max:.1f}]",
+            "train time (min)": t.train_time_s / 60,
+        })
+    return pd.DataFrame(rows)
+
+
+def anchors(scores: Anchored) -> pd.DataFrame:
+    """Floor and ceilings at one N, the frame every FID in the same table is read against."""
+    rows = [("real vs real (floor)", scores.real_vs_real), ("Gaussian noise", scores.ceilings["gaussian_noise"]),
+            ("mean image, repeated", scores.ceilings["mean_image"])]
+    return pd.DataFrame([{"reference point": label, "FID": findings.fmt(r.fid, r.fid_std),
+                          "KID ×10³": findings.fmt(1e3 * r.kid_mean, 1e3 * r.kid_std)} for label, r in rows])
+
+
+def pairs(table: ScoreTable, names: list[str]) -> pd.DataFrame:
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            p = table.pair(a, b)
+            rows.append({"pair": f"{a} − {b}", "ΔFID": findings.fmt_pair(p),
+                         "verdict": "within noise" if p.within_noise else ("a better" if p.diff < 0 else "b better")})
+    return pd.DataFrame(rows)
+
+
+def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """FID ± std per (schedule, sampler) x steps; the best schedule per cell; and a long CSV form."""
+    steps = sorted(cfg.sweep.steps)
+    wide, best, long = [], [], []
+    for sampler in cfg.sweep.samplers:
+        for name in cfg.schedule:
+            row = {"schedule": name, "sampler": sampler.upper()}
+            for s in steps:
+                c = sweep.cells[Cell(sampler, s)].scores[name]
+                row[f"{s} steps"] = findings.fmt(c.fid, c.fid_std)
+                long.append({"schedule": name, "sampler": sampler, "steps": s, "fid": c.fid, "fid_std": c.fid_std,
+                             "kid_mean": c.kid_mean, "kid_std": c.kid_std})
+            wide.append(row)
+        for s in steps:
+            cell = sweep.cells[Cell(sampler, s)]
+            winner = min(cfg.schedule, key=lambda n: cell.scores[n].fid)
+            tied = [n for n in cfg.schedule if n != winner and cell.pair(n, winner).within_noise]
+            best.append({"sampler": sampler.upper(), "steps": s, "lowest FID": winner,
+                         "within noise of it": ", ".join(tied) or "none"})
+    return pd.DataFrame(wide), pd.DataFrame(best), pd.DataFrame(long)
+
+
+def snr(cfg: StudyConfig) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Fractions of all T steps, and of the fewest-step sampler's steps, in each SNR band."""
+    fewest = min(cfg.sweep.steps)
+    rows, fractions = [], {}
+    for name in schedules.SCHEDULES:
+        ac = alphas_cumprod(cfg, name)
+        f = fractions[name] = findings.snr_fractions(ac)
+        few = findings.snr_fractions(ac[spaced_timesteps(cfg.diffusion.timesteps, fewest)])
+        rows.append({"schedule": name, "high SNR (> 10)": f"{f['high']:.0%}", "medium": f"{f['medium']:.0%}",
+                     "low SNR (< 0.1)": f"{f['low']:.0%}", "nearly noise (SNR < 0.01)": f"{f['near_noise']:.0%}",
+                     f"high / medium / low of the {fewest} respaced steps": f"{few['high']:.0%} / {few['medium']:.0%} / {few['low']:.0%}"})
+    return pd.DataFrame(rows), fractions
+
+
+def spread_ratios(benchmark: dict) -> dict[str, tuple[float, float]]:
+    """Range over the benchmark's cases with fewer samples than dimensions (the study's case) of how
+    much each estimator overstates the spread over true redraws: {"jackknife": (lo, hi), "bootstrap": ...}."""
+    cases = [c for c in benchmark["cases"] if max(c["n_generated"], c["n_reference"]) < c["d"]] or benchmark["cases"]
+    return {k: (float(np.min([c[f"{k}_ratio"] for c in cases])), float(np.max([c[f"{k}_ratio"] for c in cases])))
+            for k in ("jackknife", "bootstrap")}
