@@ -88,3 +88,17 @@ def test_spread_ratios_quote_the_cases_with_fewer_samples_than_dimensions():
                        {"d": 256, "n_generated": 100, "n_reference": 250, "jackknife_ratio": 1.27, "bootstrap_ratio": 3.69},
                        {"d": 512, "n_generated": 200, "n_reference": 500, "jackknife_ratio": 1.21, "bootstrap_ratio": 4.69}]}
     assert tables.spread_ratios(bench) == {"jackknife": (1.21, 1.27), "bootstrap": (3.69, 4.69)}
+
+
+def test_schedule_colours_come_from_the_default_palette_in_registry_order():
+    from pipeline.writeup import figures
+
+    assert [figures.color(n) for n in ("linear", "quadratic", "sigmoid", "cosine")] == \
+        ["tab:blue", "tab:orange", "tab:green", "tab:red"]  # the colours the committed figures use
+
+
+def test_stated_constants_are_written_as_a_reader_writes_them():
+    from pipeline.writeup import text
+
+    assert text._power_of_ten(1e-6) == "1e-6" and text._power_of_ten(2.5e-3) == "2.5e-3"
+    assert text._range((1.21, 1.27)) == "1.2–1.3×" and text._range((1.21, 1.24)) == "1.2×"
