@@ -1,9 +1,10 @@
 """What each stage records in MLflow, read from the files the stage wrote: one function per stage.
 
 A stage calls its ``record_<stage>`` right after writing its outputs (live); ``backfill`` calls the
-same functions, with ``fill=True``, for every stage upstream of the one that opened a new run —
-DVC may have restored those stages from its run cache without running them, or the run may be
-new because a downstream parameter changed — so every run holds the whole lineage of its outputs.
+same functions, with ``fill=True``, for every stage upstream of the one that opens a run — DVC may
+have restored those stages from its run cache without running them, the run may be new because a
+downstream parameter changed, or a tracking outage may have left it partial — so every run holds
+the whole lineage of its outputs. A fill adds only what the run lacks (metric steps, files).
 Upstream means upstream in ``dvc.yaml`` (``stage_graph.upstream``): DVC has made those files
 current before the stage runs.
 """
@@ -67,10 +68,9 @@ def backfill(run: ScheduleRun, schedule: str, stage: str) -> None:
 
 @contextmanager
 def schedule_run(cfg: StudyConfig, schedule: str, stage: str) -> Iterator[ScheduleRun]:
-    """This execution's run for ``schedule``, open for ``stage``; a new run is first backfilled."""
+    """This execution's run for ``schedule``, open for ``stage``, first filled with what is upstream."""
     with tracking.schedule_run(cfg, schedule) as run:
-        if run.created:
-            backfill(run, schedule, stage)
+        backfill(run, schedule, stage)
         yield run
 
 

@@ -37,6 +37,7 @@ TAG_SCHEDULE = "ddpm.schedule"
 TAG_EXPERIMENT = "ddpm.dvc_experiment"
 RETRIES = 5
 SUSPEND_S = 60.0  # after a persistent failure, non-critical logging pauses this long
+MAX_BATCH = 1000  # metrics per log_batch call (MLflow's limit)
 
 # MLflow's own HTTP client retries for minutes by default; a study must not stall on a dead server.
 # Applied (unless the user set them) when a client is made, not at import.
@@ -101,69 +102,97 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 class ScheduleRun:
     """An open MLflow run: logs with retries; non-critical logging never raises mid-training.
 
-    ``created`` says whether this execution's stage made the run just now (then it is empty). With
-    ``fill=True`` the logging methods add only what the run lacks (backfill); without, they log
-    (a stage's own, live results, which replace earlier values of the same run).
+    With ``fill=True`` the logging methods add only what the run lacks — a metric at a step it does not
+    hold, a file its folder does not hold — so backfill completes a new run or one an outage left
+    partial; without, they log (a stage's own, live results, which replace earlier values).
+
+    After a persistent store failure, non-critical logging pauses for ``SUSPEND_S`` (a long run must
+    neither die nor crawl through retries for a tracking outage; DVC's files hold everything, and
+    the next fill adds what the pause skipped). Closing the run (``terminate``) is never paused.
     """
 
-    def __init__(self, client, run_id: str, parent_id: Optional[str] = None, created: bool = False):
-        self.client, self.run_id, self.parent_id, self.created = client, run_id, parent_id, created
+    def __init__(self, client, run_id: str, parent_id: Optional[str] = None):
+        self.client, self.run_id, self.parent_id = client, run_id, parent_id
         self._suspended_until = 0.0
-        self._last_train_step: Optional[int] = None
-        self._metric_keys: Optional[set[str]] = None
+        self._held: dict[str, set[int]] = {}  # metric key -> the steps the run holds (read once, then kept)
 
-    def has_metric(self, key: str) -> bool:
-        if self._metric_keys is None:
-            self._metric_keys = set(_retry(lambda: self.client.get_run(self.run_id).data.metrics, "read run"))
-        return key in self._metric_keys
+    def held_steps(self, key: str) -> set[int]:
+        """The steps at which the run holds metric ``key``."""
+        if key not in self._held:
+            history = self.client.get_metric_history(self.run_id, key)
+            self._held[key] = {m.step for m in history}
+        return self._held[key]
+
+    def _log_batch(self, metrics: list) -> None:
+        for start in range(0, len(metrics), MAX_BATCH):
+            chunk = metrics[start : start + MAX_BATCH]
+            self.client.log_batch(self.run_id, metrics=chunk)
+            for m in chunk:  # only what landed counts as held
+                if m.key in self._held:
+                    self._held[m.key].add(m.step)
 
     def log_metrics(self, metrics: dict[str, Optional[float]], step: int = 0, critical: bool = False,
-                    fill: bool = False) -> None:
+                    fill: bool = False) -> bool:
+        """Log ``metrics`` at ``step``; with ``fill``, only those the run lacks at that step.
+        Returns whether the store took them (False while logging is paused or after a failure)."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if v is not None and not (fill and self.has_metric(k))]
-        if batch:
-            self._safe(lambda: self.client.log_batch(self.run_id, metrics=batch), "log metrics", critical)
-            if self._metric_keys is not None:
-                self._metric_keys |= {m.key for m in batch}
+        def log() -> None:
+            now = int(time.time() * 1000)
+            self._log_batch([Metric(k, float(v), now, step) for k, v in metrics.items()
+                             if v is not None and not (fill and step in self.held_steps(k))])
 
-    def log_train_rows(self, rows: list[dict[str, Optional[float]]]) -> None:
-        """Training rows as ``train/<name>`` metrics at their step, skipping steps the run already holds
-        (a resumed run replays its history from the checkpoint)."""
-        if self._last_train_step is None:
-            history = _retry(lambda: self.client.get_metric_history(self.run_id, "train/loss"), "read train/loss")
-            self._last_train_step = max((m.step for m in history), default=0)
-        for row in rows:
-            if row["step"] > self._last_train_step:
-                self.log_metrics({f"train/{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
-                self._last_train_step = int(row["step"])
+        return self._safe(log, "log metrics", critical)
+
+    def log_train_rows(self, rows: list[dict[str, Optional[float]]]) -> bool:
+        """Training rows as ``train/<name>`` metrics at their step, skipping the steps the run holds:
+        a resumed run replays its history from the checkpoint, and a fill after an outage adds
+        only the rows the outage dropped."""
+        from mlflow.entities import Metric
+
+        def log() -> None:
+            held = self.held_steps("train/loss")
+            now = int(time.time() * 1000)
+            for row in rows:
+                if int(row["step"]) not in held:  # a row lands whole (one batch) or not at all
+                    self._log_batch([Metric(f"train/{k}", float(v), now, int(row["step"]))
+                                     for k, v in row.items() if k != "step" and v is not None])
+                    held.add(int(row["step"]))
+
+        return self._safe(log, "log the training curve", False)
 
     def log_artifacts(self, paths: Iterable[Path], folder: str, fill: bool = False) -> None:
-        """Each existing file of ``paths`` into the run's ``folder`` (with ``fill``: only if that folder is empty)."""
-        if fill and _retry(lambda: self.client.list_artifacts(self.run_id, folder), f"list {folder}"):
-            return
-        for path in paths:
-            if path.exists():
-                self._safe(lambda: self.client.log_artifact(self.run_id, str(path), folder), f"log {path}", False)
+        """Each existing file of ``paths`` into the run's ``folder`` (with ``fill``: those it lacks)."""
+        def log() -> None:
+            held = ({Path(a.path).name for a in self.client.list_artifacts(self.run_id, folder)} if fill else set())
+            for path in paths:
+                if path.exists() and path.name not in held:
+                    self.client.log_artifact(self.run_id, str(path), folder)
+                    held.add(path.name)
+
+        self._safe(log, f"log {folder}/", False)
 
     def terminate(self, status: str, run_id: Optional[str] = None) -> None:
+        """Mark the run (or ``run_id``) FINISHED or FAILED: tried even while logging is paused, since
+        a run left RUNNING would show as running for ever. If the store is still unreachable, the
+        warning says so; the next stage of this execution that reaches the store closes the run."""
         run_id = run_id or self.run_id
-        self._safe(lambda: self.client.set_terminated(run_id, status), f"mark run {status}", False)
+        self._safe(lambda: self.client.set_terminated(run_id, status), f"mark run {run_id} {status}", False,
+                   paused_too=True)
 
-    def _safe(self, fn: Callable[[], Any], what: str, critical: bool) -> None:
-        if not critical and time.monotonic() < self._suspended_until:
-            return
+    def _safe(self, fn: Callable[[], Any], what: str, critical: bool, paused_too: bool = False) -> bool:
+        if not (critical or paused_too) and time.monotonic() < self._suspended_until:
+            return False
         try:
             _retry(fn, what)
+            return True
         except TrackingError as err:
             if critical:
                 raise
-            # A long run must not die, nor crawl, for a tracking outage: DVC's files hold everything.
             self._suspended_until = time.monotonic() + SUSPEND_S
             console.print(f"[yellow]warning:[/] {err}; MLflow logging paused for {SUSPEND_S:.0f} s "
-                          "(training goes on; DVC's metric files are complete)")
+                          "(training goes on; DVC's metric files are complete and fill the run later)")
+            return False
 
 
 def _find_or_create(client, experiment_id: str, key: str, name: str, tags: dict[str, str]) -> tuple[str, bool]:
@@ -268,7 +297,7 @@ def schedule_run(cfg: StudyConfig, schedule: str) -> Iterator[ScheduleRun]:
 
         params = [Param(k, v) for k, v in _flatten(run_lineage).items()]
         _retry(lambda: client.log_batch(run_id, params=params), "log params")
-    with _running(ScheduleRun(client, run_id, parent_id, created)) as run:
+    with _running(ScheduleRun(client, run_id, parent_id)) as run:
         yield run
 
 

@@ -32,6 +32,18 @@ def tiny_params() -> dict:
     return p
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need CUDA: without it they are reported as skipped, with the reason and how to run them."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none here); run `python -m pytest -m gpu` on a GPU machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def torch_home() -> Path:
     """TORCH_HOME holding the Inception weights; the tests that need them fail (not skip) without."""

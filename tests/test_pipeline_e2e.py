@@ -1,5 +1,8 @@
 """End to end: the real `dvc repro` and `dvc exp run` on a tiny configuration in a temporary git
-repository, with the real Fashion-MNIST files, Inception weights and MLflow sqlite store."""
+repository, with the real Fashion-MNIST files, Inception weights and MLflow sqlite store.
+
+The study runs once per module (``studied``, committed); every test starts from that committed state
+(``study`` resets the workspace to it), so each test runs alone or in any order."""
 
 import json
 import re
@@ -12,15 +15,26 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, torch_home, fashion_mnist_dir):
+def studied(tmp_path_factory, torch_home, fashion_mnist_dir):
+    """A repository in which `dvc repro` ran the tiny study, its results committed."""
     params = tiny_params()
     params["sweep"].update(samplers=["ddpm", "ddim"], steps=[2, 4])
-    return make_repo(tmp_path_factory.mktemp("study"), params, torch_home)
-
-
-def test_dvc_repro_runs_the_study(project):
-    repo, env = project
+    repo, env = make_repo(tmp_path_factory.mktemp("study"), params, torch_home)
     sh("dvc repro", repo, env)
+    sh("git add -A && git commit -qm study", repo, env)
+    return repo, env
+
+
+@pytest.fixture
+def study(studied):
+    """The committed study, whatever an earlier test applied to the workspace (`dvc exp run` does)."""
+    repo, env = studied
+    sh("git reset -q --hard && dvc checkout --force -q", repo, env)
+    return repo, env
+
+
+def test_dvc_repro_runs_the_study(study):
+    repo, env = study
     train = json.loads((repo / "metrics/train.json").read_text())
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
     schedules = ["linear", "quadratic", "sigmoid", "cosine"]
@@ -60,8 +74,10 @@ def test_dvc_repro_runs_the_study(project):
     assert status == {}, f"pipeline not up to date after repro: {status}"
 
     client, runs = mlflow_runs(repo)
-    children = [r for r in runs if r.data.tags.get("ddpm.role") == "schedule"]
-    parents = [r for r in runs if r.data.tags.get("ddpm.role") == "execution"]
+    # The runs of the study's own `dvc repro` (other tests add runs of named experiments).
+    ours = [r for r in runs if not r.data.tags.get("ddpm.dvc_experiment")]
+    children = [r for r in ours if r.data.tags.get("ddpm.role") == "schedule"]
+    parents = [r for r in ours if r.data.tags.get("ddpm.role") == "execution"]
     assert len(parents) == 1 and sorted(r.info.run_name for r in children) == sorted(schedules)
     for r in children:
         assert r.info.status == "FINISHED"
@@ -78,8 +94,8 @@ def test_dvc_repro_runs_the_study(project):
     assert (repo / "mlartifacts").is_dir()
 
 
-def test_exp_run_single_schedule(project):
-    repo, env = project
+def test_exp_run_single_schedule(study):
+    repo, env = study
     sh("dvc exp run -n only-cosine -S schedule=cosine", repo, env)
     train = json.loads((repo / "metrics/train.json").read_text())
     assert list(train) == ["cosine"]
@@ -92,8 +108,8 @@ def test_exp_run_single_schedule(project):
     assert named[0].data.tags["ddpm.dvc_experiment"] == "only-cosine"
 
     # Back to all four schedules as a new experiment: sample and evaluate for these params ran in
-    # the first test, so DVC restores them from its run cache without running them; the report
-    # stage then fills the new runs from DVC's files.
+    # the study, so DVC restores them from its run cache without running them; the report stage
+    # then fills the new runs from DVC's files.
     out = sh("dvc exp run -n back-to-all -S 'schedule=[linear,quadratic,sigmoid,cosine]'", repo, env)
     assert "Stage 'sample' is cached - skipping run" in out.stdout + out.stderr
     client, runs = mlflow_runs(repo)
@@ -104,8 +120,8 @@ def test_exp_run_single_schedule(project):
     assert parent.info.status == "FINISHED" and client.list_artifacts(parent.info.run_id, "report")
 
 
-def test_downstream_param_change_opens_a_correctly_labelled_run(project):
-    repo, env = project
+def test_downstream_param_change_opens_a_correctly_labelled_run(study):
+    repo, env = study
     sh("dvc exp run -n fewer-steps -S schedule=linear -S sample.steps=3", repo, env)
     client, runs = mlflow_runs(repo)
     run = next(r for r in runs if r.info.run_name == "fewer-steps-linear")
@@ -114,8 +130,8 @@ def test_downstream_param_change_opens_a_correctly_labelled_run(project):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6, 8]
 
 
-def test_bad_param_fails_fast_and_keeps_outputs(project):
-    repo, env = project
+def test_bad_param_fails_fast_and_keeps_outputs(study):
+    repo, env = study
     before = (repo / "metrics/train.json").read_text()
     out = sh("dvc exp run -S schedule=exponential", repo, env, check=False)
     assert out.returncode != 0

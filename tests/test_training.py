@@ -18,9 +18,10 @@ class Kill(Exception):
     """Stands in for a kill between two steps (the real `kill -9` is in the end-to-end tests)."""
 
 
-def setup(tmp_path, **train_overrides):
+def setup(tmp_path, dropout=0.0, **train_overrides):
     p = tiny_params()
     p["train"].update(train_overrides)
+    p["model"]["dropout"] = dropout
     cfg = StudyConfig.from_dict(p)
     images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     diffusion = GaussianDiffusion(get_betas("cosine", 1000, s=0.008, max_beta=0.999))
@@ -36,20 +37,74 @@ def kill_at(step):
     return on_step
 
 
-@pytest.mark.parametrize("kill_step", [3, 6])
-def test_resume_after_kill_is_bit_exact(tmp_path, kill_step):
-    _, kw = setup(tmp_path)
-    full = training.train(**kw, checkpoint_path=tmp_path / "full.pt")
-    ckpt = tmp_path / "killed.pt"
+def kill_and_resume(tmp_path, kw, kill_step):
+    ckpt = tmp_path / f"killed_{kill_step}.pt"
     with pytest.raises(Kill):
         training.train(**kw, checkpoint_path=ckpt, on_step=kill_at(kill_step))
-    resumed = training.train(**kw, checkpoint_path=ckpt)
-    assert resumed.resumed_from == 4 * (kill_step // 4)  # the last checkpoint before the kill
+    return training.train(**kw, checkpoint_path=ckpt)
+
+
+def same_weights(a, b) -> bool:
+    return all(torch.equal(a[key][name], b[key][name]) for key in ("model", "ema") for name in a[key])
+
+
+@pytest.mark.parametrize("kill_step", [5, 7])
+def test_resume_after_kill_is_bit_exact(tmp_path, kill_step):
+    """Killed after the step-4 checkpoint (1 and 3 steps past it), resumed from it: with dropout on,
+    so the restored global torch RNG state decides the dropout masks of the replayed steps."""
+    _, kw = setup(tmp_path, dropout=0.1)
+    full = training.train(**kw, checkpoint_path=tmp_path / "full.pt")
+    resumed = kill_and_resume(tmp_path, kw, kill_step)
+    assert resumed.resumed_from == 4  # the last checkpoint before the kill: something was resumed
     assert resumed.state["step"] == full.state["step"] == 8
-    for key in ("model", "ema"):
-        for name, tensor in full.state[key].items():
-            assert torch.equal(tensor, resumed.state[key][name]), f"{key}.{name} differs after resume"
+    assert same_weights(full.state, resumed.state)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
+
+
+def test_resume_without_the_saved_rng_state_would_differ(tmp_path, monkeypatch):
+    """The check above can fail: dropping the restore of the global RNG state changes the weights."""
+    _, kw = setup(tmp_path, dropout=0.1)
+    full = training.train(**kw, checkpoint_path=tmp_path / "full.pt")
+    monkeypatch.setattr(training, "set_rng_states", lambda states: None)
+    resumed = kill_and_resume(tmp_path, kw, 5)
+    assert resumed.resumed_from == 4 and not same_weights(full.state, resumed.state)
+
+
+def test_ema_update_is_the_exponential_moving_average():
+    """Two updates with decay d: ema_2 = d^2 ema_0 + d (1 - d) w_1 + (1 - d) w_2."""
+    ema, model = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        ema.weight.fill_(1.0), ema.bias.fill_(-1.0), model.weight.fill_(3.0), model.bias.fill_(5.0)
+    training.ema_update(ema, model, 0.9)
+    with torch.no_grad():
+        model.weight.fill_(-2.0), model.bias.fill_(0.0)
+    training.ema_update(ema, model, 0.9)
+    assert ema.weight.flatten().tolist() == pytest.approx([0.81 * 1 + 0.09 * 3 + 0.1 * -2] * 2)
+    assert ema.bias.item() == pytest.approx(0.81 * -1 + 0.09 * 5 + 0.1 * 0)
+    assert model.weight.tolist() == [[-2.0, -2.0]]  # the model itself is untouched
+
+
+def test_final_loss_is_the_mean_of_the_last_tenth_of_rows():
+    rows = [{"step": i, "loss": float(i)} for i in range(1, 26)]
+    assert training.final_rows(rows) == rows[-2:] and training.final_loss(rows) == 24.5
+    assert training.final_loss(rows[:5]) == 5.0  # fewer than ten rows: the last one
+
+
+def test_loss_buckets_are_the_mean_loss_of_their_timesteps(tmp_path):
+    """Row 1 logs step 1 alone: the U-Net's output layers start at zero, so each image's loss is
+    mean(eps^2); its t and eps are the first draws of the noise generator seeded with the run's seed."""
+    cfg, kw = setup(tmp_path, steps=1, log_every=1, loss_buckets=4)
+    row = training.train(**kw, checkpoint_path=tmp_path / "c.pt").history[0]
+    images = kw["images"][training.batch_indices(len(kw["images"]), cfg.train.batch_size, 0, cfg.seed)]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t = torch.randint(0, 1000, (cfg.train.batch_size,), generator=gen)
+    eps = torch.randn(images.shape, generator=gen)
+    per_image = eps.pow(2).mean(dim=(1, 2, 3))
+    assert row["loss"] == pytest.approx(per_image.mean().item(), rel=1e-6)
+    for i in range(4):
+        inside = (t >= 250 * i) & (t < 250 * (i + 1))
+        expected = per_image[inside].mean().item() if inside.any() else None
+        assert row[f"loss_bucket_{i}"] == (pytest.approx(expected, rel=1e-6) if expected is not None else None), i
 
 
 def test_finished_checkpoint_is_reused_and_other_config_retrains(tmp_path):

@@ -60,18 +60,25 @@ def test_jackknife_std_of_a_mean_is_the_standard_error():
     assert uncertainty.jackknife_std(loo) == pytest.approx(x.std(ddof=1) / np.sqrt(40), rel=1e-12)
 
 
-@pytest.mark.parametrize("d,n_gen,n_ref", [(16, 150, 400), (256, 100, 250)])
+@pytest.mark.parametrize("d,n_gen,n_ref", [(16, 150, 400), (16, 400, 150), (256, 100, 250)])
 def test_jackknife_spread_matches_spread_over_independent_draws(d, n_gen, n_ref):
-    """Seed aggregation against the jackknife: the spread of FID over 100 independent redraws of both the
-    generated and the reference set, and the jackknife std of single draws. The second case has fewer
-    samples than dimensions, as the study does (where a bootstrap overstated the spread about 4x)."""
+    """Seed aggregation against the jackknife: the spread of FID over independent redraws of both the
+    generated and the reference set, and the mean jackknife std of four single draws. The last case has
+    fewer samples than dimensions, as the study does (where a bootstrap overstated the spread about 4x).
+
+    Two-sided: conservative, as Efron-Stein says, but not by much (measured 1.09-1.33). When the
+    reference is the smaller set (second case) its side carries most of the spread, and a jackknife
+    over the generated side alone falls far below the band: the band sees a missing term."""
     redraws = [uncertainty.frechet_distance(features(n_gen, d, 1000 + s, shift=0.1), features(n_ref, d, 2000 + s))
-               for s in range(100)]
+               for s in range(200 if d < 100 else 100)]
     seed_std = np.std(redraws, ddof=1)
-    jack = [uncertainty.jackknife_std(uncertainty.jackknife_fid(
-        features(n_ref, d, 11 + k), {"g": features(n_gen, d, 99 + k, shift=0.1)}, 25, seed=k)["g"]) for k in range(4)]
-    ratio = np.mean(jack) / seed_std
-    assert 0.8 < ratio < 1.8, (jack, seed_std)  # conservative, as Efron-Stein says, but not by much
+    reps = [uncertainty.jackknife_fid(features(n_ref, d, 11 + k), {"g": features(n_gen, d, 99 + k, shift=0.1)}, 25,
+                                      seed=k)["g"] for k in range(4)]
+    ratio = np.mean([uncertainty.jackknife_std(r) for r in reps]) / seed_std
+    assert 0.95 < ratio < 1.5, ratio
+    if n_ref < n_gen:
+        generated_side_only = np.mean([uncertainty.jackknife_std(r[:1]) for r in reps]) / seed_std
+        assert generated_side_only < 0.7, generated_side_only
 
 
 def test_jackknife_is_reproducible_and_paired():
@@ -93,13 +100,27 @@ def test_jackknife_is_reproducible_and_paired():
         uncertainty.jackknife_fid(reference, {"a": g}, 101, seed=0)
 
 
-def test_two_draws_of_one_distribution_are_within_noise():
-    reference = features(300, 8, 30)
-    a, b = features(150, 8, 31), features(150, 8, 32)
-    jack = uncertainty.jackknife_fid(reference, {"a": a, "b": b}, 30, seed=1)
-    cmp = uncertainty.compare(uncertainty.frechet_distance(a, reference), uncertainty.frechet_distance(b, reference),
-                              jack["a"], jack["b"])
-    assert cmp["within_noise"]
+def test_paired_spread_of_two_draws_of_one_distribution():
+    """Two sets drawn from one distribution, each scored against a shared reference, redrawn 300 times:
+    the paired jackknife std of FID(a) - FID(b) against the true spread of that difference, both ways.
+    It overstates it here (1.2-2.0x per draw, 1.5x on average: at equal distributions FID's first-order
+    term vanishes and the jackknife's known upward bias on second-order terms shows), so every draw is
+    "within noise" - a verdict that errs on the side of calling schedules tied."""
+    diffs = []
+    for s in range(300):
+        reference, a, b = features(300, 8, 9000 + s), features(150, 8, 100 + 2 * s), features(150, 8, 101 + 2 * s)
+        diffs.append(uncertainty.frechet_distance(a, reference) - uncertainty.frechet_distance(b, reference))
+    true_std = np.std(diffs, ddof=1)
+    ratios, verdicts = [], []
+    for k in range(10):
+        reference, a, b = features(300, 8, 30 + k), features(150, 8, 5000 + 2 * k), features(150, 8, 5001 + 2 * k)
+        jack = uncertainty.jackknife_fid(reference, {"a": a, "b": b}, 30, seed=k)
+        cmp = uncertainty.compare(uncertainty.frechet_distance(a, reference), uncertainty.frechet_distance(b, reference),
+                                  jack["a"], jack["b"])
+        ratios.append(cmp["std"] / true_std)
+        verdicts.append(cmp["within_noise"])
+    assert 1.0 < np.mean(ratios) < 2.0 and min(ratios) > 0.8 and max(ratios) < 2.5, ratios
+    assert all(verdicts)
 
 
 def test_trivial_generators():

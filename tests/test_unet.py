@@ -1,5 +1,6 @@
 """U-Net shapes: 28x28 (no cropping) and 32x32 inputs, grayscale and RGB, several depths."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,7 +29,13 @@ def test_output_depends_on_timestep():
 
 
 def test_timestep_embedding():
-    emb = timestep_embedding(torch.tensor([0, 1, 999]), 16)
-    assert emb.shape == (3, 16)
-    torch.testing.assert_close(emb[0, :8], torch.ones(8))  # cos(0)
-    torch.testing.assert_close(emb[0, 8:], torch.zeros(8))  # sin(0)
+    """[cos(t w_i), sin(t w_i)] with w_i = 10000^(-i / half), i = 0 .. half - 1 (improved-diffusion's layout);
+    real-valued t work the same, and an odd width is padded with one zero."""
+    t = torch.tensor([0.0, 1.0, 17.5, 999.0])
+    emb = timestep_embedding(t, 16)
+    assert emb.shape == (4, 16)
+    w = 10000.0 ** (-np.arange(8) / 8)
+    args = t.double().numpy()[:, None] * w[None]
+    np.testing.assert_allclose(emb.numpy(), np.concatenate([np.cos(args), np.sin(args)], axis=1), atol=2e-4, rtol=0)
+    odd = timestep_embedding(t, 17)
+    assert odd.shape == (4, 17) and torch.equal(odd[:, :16], emb) and torch.equal(odd[:, 16], torch.zeros(4))
