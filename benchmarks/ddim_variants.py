@@ -48,15 +48,24 @@ CHECKED = {"ddim_eta0": "ddim", "ddim_eta1": "ddpm"}  # variant -> the sweep cel
 
 
 @torch.no_grad()
-def diffusers_sample(model, spaced, x_T, gen, eta, clip, rederive):
+def diffusers_ddim(model, spaced, x_T, gen, eta, clip=True, rederive=True):
+    """Sample ``spaced`` (a respaced GaussianDiffusion) with diffusers' DDIMScheduler, drawing each step's
+    noise from ``gen`` as the project's ``sample_loop`` does (tests/test_ddim_diffusers.py checks the match).
+
+    The scheduler runs the respaced process itself — its K "training" timesteps are the K kept ones and
+    it steps k -> k - 1 — because diffusers always steps t -> t - T // steps, the project's gap only when
+    gaps are uniform. ᾱ is handed over in float64: in float32 the cosine schedule's last respaced β
+    rounds to 1. ``rederive``: ε re-derived from the clipped x̂₀ (the project's and improved-diffusion's
+    choice; diffusers' ``use_clipped_model_output``)."""
     from diffusers import DDIMScheduler
 
     K = spaced.num_timesteps
     scheduler = DDIMScheduler(num_train_timesteps=K, trained_betas=spaced.betas_np.astype(np.float32),
                               clip_sample=clip, clip_sample_range=1.0, set_alpha_to_one=True, steps_offset=0,
                               prediction_type="epsilon", timestep_spacing="leading")
-    scheduler.alphas_cumprod = torch.from_numpy(spaced.alphas_cumprod_np)  # float64 (cosine's last beta is 1 in float32)
+    scheduler.alphas_cumprod = torch.from_numpy(spaced.alphas_cumprod_np)
     scheduler.set_timesteps(K)
+    assert scheduler.timesteps.tolist() == list(range(K - 1, -1, -1))
     x = x_T
     for k in scheduler.timesteps:
         noise = torch.randn(x.shape, generator=gen)  # the draw the project's sample_loop makes at this step
@@ -83,7 +92,7 @@ def main(schedules: list[str], steps_list: list[int]) -> None:
                     n = min(sw.batch_size, sw.num_images - first)
                     gen = sampling.batch_generator(cfg.seed, b, device)
                     x_T = torch.randn((n, *cfg.image_shape), generator=gen)
-                    images.append(to_uint8(diffusers_sample(model, spaced, x_T, gen, eta, clip, rederive)))
+                    images.append(to_uint8(diffusers_ddim(model, spaced, x_T, gen, eta, clip, rederive)))
                 images = torch.cat(images)
                 if variant in CHECKED:
                     sweep_images = outputs.read_sweep_array(name, outputs.Cell(CHECKED[variant], steps), "images")

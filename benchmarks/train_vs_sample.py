@@ -24,6 +24,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from ddpm_study import metrics, sampling, uncertainty  # noqa: E402
 from ddpm_study.crossing import crossed  # noqa: E402
+from ddpm_study.diffusion import GaussianDiffusion  # noqa: E402
 from pipeline import outputs, trained  # noqa: E402
 from pipeline.params import load  # noqa: E402
 
@@ -33,7 +34,7 @@ def main(steps: int, sampler: str) -> None:
     sw, device, names = cfg.sweep, torch.device("cpu"), list(cfg.schedule)
     reference = outputs.read_reference().reference
     cell = outputs.Cell(sampler, steps)
-    processes = {b: trained.load(cfg, b, device)[1] for b in names}
+    processes = {b: GaussianDiffusion(cfg.betas(b)) for b in names}
     generated, clamps = {}, {}
     for a in names:
         model, diffusion_a = trained.load(cfg, a, device)

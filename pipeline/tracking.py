@@ -153,11 +153,17 @@ class ScheduleRun:
         def log() -> None:
             held = self.held_steps("train/loss")
             now = int(time.time() * 1000)
+            batch: list = []
             for row in rows:
-                if int(row["step"]) not in held:  # a row lands whole (one batch) or not at all
-                    self._log_batch([Metric(f"train/{k}", float(v), now, int(row["step"]))
-                                     for k, v in row.items() if k != "step" and v is not None])
-                    held.add(int(row["step"]))
+                step = int(row["step"])
+                if step in held:
+                    continue
+                metrics = [Metric(f"train/{k}", float(v), now, step) for k, v in row.items() if k != "step" and v is not None]
+                if len(batch) + len(metrics) > MAX_BATCH:  # whole rows per call: a row lands whole or not at all
+                    self._log_batch(batch)
+                    batch = []
+                batch += metrics
+            self._log_batch(batch)
 
         return self._safe(log, "log the training curve", False)
 

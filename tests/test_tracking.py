@@ -175,3 +175,16 @@ def test_fill_adds_the_files_a_folder_lacks(cfg, tmp_path):
         run.log_artifacts(files, "samples", fill=True)
         listed = sorted(a.path for a in run.client.list_artifacts(run.run_id, "samples"))
     assert listed == ["samples/denoising.gif", "samples/forward.png", "samples/grid.png"]
+
+
+def test_rows_beyond_one_batch_are_split_between_whole_rows(cfg, monkeypatch):
+    """A fill of a long history is packed into few calls, never splitting a row (4 metrics each here)."""
+    monkeypatch.setattr(tracking, "MAX_BATCH", 9)  # two rows per call
+    with tracking.schedule_run(cfg, "linear") as run:
+        calls = []
+        log_batch = run.client.log_batch
+        monkeypatch.setattr(run.client, "log_batch", lambda *a, **kw: (calls.append(len(kw["metrics"])), log_batch(*a, **kw)))
+        assert run.log_train_rows(rows(2, 4, 6, 8, 10))
+    assert calls == [8, 8, 4]
+    for key in ("train/loss", "train/lr", "train/images_per_s", "train/loss_bucket_0"):
+        assert steps(run, key) == [2, 4, 6, 8, 10], key
