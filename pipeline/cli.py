@@ -102,14 +102,60 @@ def report(params: Path = ParamsOption) -> None:
 
 @app.command()
 def check(params: Path = ParamsOption) -> None:
-    """Validate params.yaml (the gate stage before all others); write params.ok."""
-    from .ui import console
+    """Validate params.yaml, the extended study's section too (the gate stage before all others); write params.ok."""
+    from . import check as stage
 
-    def stage(cfg) -> None:
-        outputs.write_params_ok()
-        console.print(f"params valid: schedules {', '.join(cfg.schedule)}")
+    _run(lambda cfg: stage.run(cfg, params), params)
 
-    _run(stage, params)
+
+# The extended study (extended/dvc.yaml): `dvc repro extended/dvc.yaml`. Its stages read the
+# `extended` section themselves (pipeline/extended_params.py), so that the CLI does not import it.
+@app.command("train-seeds")
+def train_seeds(params: Path = ParamsOption) -> None:
+    """Extended study: train extended.seeds.schedules again with the extra training seeds."""
+    from . import train_seeds as stage
+
+    _run(lambda cfg: stage.run(cfg, params), params)
+
+
+@app.command()
+def seeds(params: Path = ParamsOption) -> None:
+    """Extended study: every training seed sampled and scored like the main setting; does each verdict survive?"""
+    from . import seeds as stage
+
+    _run(lambda cfg: stage.run(cfg, params), params)
+
+
+@app.command("train-longer")
+def train_longer(params: Path = ParamsOption) -> None:
+    """Extended study: one schedule trained longer, its model kept at every snapshot."""
+    from . import train_longer as stage
+
+    _run(lambda cfg: stage.run(cfg, params), params)
+
+
+@app.command()
+def undertraining(params: Path = ParamsOption) -> None:
+    """Extended study: DDPM and DDIM at every sweep setting along the longer run's snapshots."""
+    from . import undertraining as stage
+
+    _run(lambda cfg: stage.run(cfg, params), params)
+
+
+@app.command()
+def cross(params: Path = ParamsOption) -> None:
+    """Extended study: every model sampled on every schedule's noise levels (trained with x sampled on)."""
+    from . import cross as stage
+
+    _run(lambda cfg: stage.run(cfg, params), params)
+
+
+@app.command("extended-report")
+def extended_report(params: Path = ParamsOption) -> None:
+    """Extended study: write extended/report/ (tables, heatmaps, figures) and log it to MLflow."""
+    from . import extended_report as stage
+
+    _run(lambda cfg: stage.run(cfg, params), params)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,10 @@ def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
         d.pop(section)
     d["data"] = {k: v for k, v in d["data"].items() if k not in _DATA_SOURCE_KEYS}
     return d
+
+
+def longer(cfg: StudyConfig, name: str, steps: int) -> dict[str, Any]:
+    """``training`` with ``steps`` training steps: the extended study's longer run, whose phases resume each other."""
+    d = training(cfg, name)
+    d["train"]["steps"] = steps
+    return d

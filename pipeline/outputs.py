@@ -397,3 +397,98 @@ def read_sweep_metrics() -> SweepMetrics:
 REPORTS_DIR = Path("reports")
 REPORT = REPORTS_DIR / "README.md"
 REPORT_OUTS = (REPORTS_DIR,)
+
+
+# === The extended study (extended/dvc.yaml): all its files lie under extended/ =====================
+EXTENDED_DIR = Path("extended")
+EXTENDED_METRICS_DIR = EXTENDED_DIR / "metrics"
+EXTENDED_PIPELINE = EXTENDED_DIR / "dvc.yaml"
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    return _read_json(path)
+
+
+# --- train_seeds: the models of the extra training seeds -------------------------------------------
+SEED_MODELS_DIR = EXTENDED_DIR / "seed_models"
+TRAIN_SEEDS_OUTS = (SEED_MODELS_DIR,)
+
+
+def seed_checkpoint(schedule: str, seed: int) -> Path:
+    return SEED_MODELS_DIR / schedule / f"seed_{seed}.pt"
+
+
+# --- seeds: every seed's model sampled like the main setting, scored, verdicts per pair ------------
+SEED_FEATURES_DIR = EXTENDED_DIR / "seed_features"
+SEEDS_METRICS = EXTENDED_METRICS_DIR / "seeds.json"
+SEEDS_OUTS = (SEED_FEATURES_DIR, SEEDS_METRICS)
+
+
+def seed_features(schedule: str, seed: int) -> Path:
+    return SEED_FEATURES_DIR / schedule / f"seed_{seed}.npy"
+
+
+def write_seeds_metrics(m: dict[str, Any]) -> None:
+    """{count, seeds, schedules, main_sampler, main_steps, num_images, fid: {name: [per seed]},
+    fid_std: {...}, pairs: {"a-b": {diffs, stds, separated_at_main, mean, sd, half_width, verdict}}}."""
+    write_json(SEEDS_METRICS, m)
+
+
+def read_seeds_metrics() -> dict[str, Any]:
+    return _read_metrics(SEEDS_METRICS)
+
+
+# --- train_longer: one schedule trained longer, its EMA model kept at every snapshot ---------------
+LONGER_MODELS_DIR = EXTENDED_DIR / "longer_models"
+LONGER_CHECKPOINT = LONGER_MODELS_DIR / "checkpoint.pt"  # the run itself (resumable)
+TRAIN_LONGER_OUTS = (LONGER_MODELS_DIR,)
+
+
+def longer_snapshot(step: int) -> Path:
+    return LONGER_MODELS_DIR / f"step_{step}.pt"
+
+
+# --- undertraining: every snapshot at every sweep setting -------------------------------------------
+UNDERTRAINING_DIR = EXTENDED_DIR / "undertraining"
+UNDERTRAINING_METRICS = EXTENDED_METRICS_DIR / "undertraining.json"
+UNDERTRAINING_OUTS = (UNDERTRAINING_DIR, UNDERTRAINING_METRICS)
+
+
+def undertraining_features(step: int, cell: Cell) -> Path:
+    return UNDERTRAINING_DIR / f"step_{step}" / f"{cell.key}_features.npy"
+
+
+def write_undertraining_metrics(m: dict[str, Any]) -> None:
+    """{schedule, num_images, eta, snapshots, main_steps, cells: {"<step>": {"final_loss", "<cell>": {fid, fid_std}}},
+    ddim_minus_ddpm: {"<step>": {"<steps>": {diff, std, within_noise}}}, overtakes: {"<steps>": step or null}}."""
+    write_json(UNDERTRAINING_METRICS, m)
+
+
+def read_undertraining_metrics() -> dict[str, Any]:
+    return _read_metrics(UNDERTRAINING_METRICS)
+
+
+# --- cross: trained with A x sampled on B ---------------------------------------------------------
+CROSS_DIR = EXTENDED_DIR / "cross"
+CROSS_METRICS = EXTENDED_METRICS_DIR / "cross.json"
+CROSS_OUTS = (CROSS_DIR, CROSS_METRICS)
+
+
+def cross_features(trained_with: str, sampled_on: str, cell: Cell) -> Path:
+    return CROSS_DIR / cell.key / f"{trained_with}__{sampled_on}_features.npy"
+
+
+def write_cross_metrics(m: dict[str, Any]) -> None:
+    """{num_images, schedules, baseline, settings: {"<cell>": {fid: {A: {B: ..}}, fid_std, minus_own: {A: {B: {diff, std}}},
+    clamped_steps: {A: {B: n}}, split: {B: {total, training, sampling: {value, std}}}}}}."""
+    write_json(CROSS_METRICS, m)
+
+
+def read_cross_metrics() -> dict[str, Any]:
+    return _read_metrics(CROSS_METRICS)
+
+
+# --- extended_report: the extended study's write-up -------------------------------------------------
+EXTENDED_REPORT_DIR = EXTENDED_DIR / "report"
+EXTENDED_REPORT = EXTENDED_REPORT_DIR / "README.md"
+EXTENDED_REPORT_OUTS = (EXTENDED_REPORT_DIR,)

@@ -26,8 +26,17 @@ def packages(root: Path) -> dict[str, Path]:
     return {"ddpm_study": root / "src" / "ddpm_study", "pipeline": root / "pipeline"}
 
 
+# The main study and the extended study (its stages run in the project root: ``wdir: ..``).
+PIPELINES = ("dvc.yaml", "extended/dvc.yaml")
+
+
 def dvc_stages(root: Path = ROOT) -> dict[str, dict]:
-    return yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    """Every stage of both pipelines by name (names are unique across them); paths relative to ``root``."""
+    stages: dict[str, dict] = {}
+    for file in PIPELINES:
+        if (root / file).is_file():
+            stages.update(yaml.safe_load((root / file).read_text())["stages"])
+    return stages
 
 
 def entry_module(stage: str, root: Path = ROOT) -> Path | None:

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import torch
-
 from ddpm_study import schedules, training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
-from ddpm_study.errors import ConfigError
 from ddpm_study.runtime import resolve_device
 
-from . import lineage, outputs, records, tracking
+from . import lineage, outputs, records, tracking, trained
 from .ui import console, progress
-
-
-def training_images(cfg: StudyConfig) -> torch.Tensor:
-    images = torch.from_numpy(outputs.read_prepared("train_images"))
-    return images[: cfg.data.train_subset] if cfg.data.train_subset else images
 
 
 def run(cfg: StudyConfig) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
     device = resolve_device(cfg.device)
-    images = training_images(cfg)
-    if cfg.train.batch_size > len(images):
-        raise ConfigError(f"train.batch_size: invalid value {cfg.train.batch_size}; expected at most the "
-                          f"{len(images)} training images (data.train_subset)")
+    images = trained.training_images(cfg)
     summaries = {}
     for name in cfg.schedule:
         diffusion = GaussianDiffusion(cfg.betas(name))

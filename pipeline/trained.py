@@ -1,22 +1,67 @@
-"""A trained schedule as the sampling stages need it: its EMA network and its diffusion."""
+"""Trained models as the stages need them: the training images, a resumable fit with a progress bar,
+and a finished checkpoint's EMA network with its diffusion."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 
 from ddpm_study import training
 from ddpm_study.config import StudyConfig, fingerprint
 from ddpm_study.diffusion import GaussianDiffusion
-from ddpm_study.errors import CheckpointError
+from ddpm_study.errors import CheckpointError, ConfigError
 
 from . import lineage, outputs
+from .ui import progress
+
+
+def training_images(cfg: StudyConfig) -> torch.Tensor:
+    """The uint8 training images [N, C, H, W], the first ``data.train_subset`` of them if set."""
+    images = torch.from_numpy(outputs.read_prepared("train_images"))
+    images = images[: cfg.data.train_subset] if cfg.data.train_subset else images
+    if cfg.train.batch_size > len(images):
+        raise ConfigError(f"train.batch_size: invalid value {cfg.train.batch_size}; expected at most the "
+                          f"{len(images)} training images (data.train_subset)")
+    return images
+
+
+def fit(cfg: StudyConfig, name: str, *, seed: int, steps: int, lineage: dict[str, Any], checkpoint: Path,
+        images: torch.Tensor, device: torch.device, label: str) -> training.TrainResult:
+    """Train (or resume, or return finished) schedule ``name`` with ``seed`` up to ``steps``, with a progress bar."""
+    with progress() as bar:
+        task = bar.add_task(label, total=steps, info="")
+        return training.train(
+            schedule=name, diffusion=GaussianDiffusion(cfg.betas(name)), images=images, model_cfg=cfg.model,
+            train_cfg=replace(cfg.train, steps=steps), seed=seed, lineage=lineage, device=device,
+            checkpoint_path=checkpoint, on_step=lambda step: bar.update(task, completed=step),
+            on_log=lambda row: bar.update(task, completed=row["step"], info=f"loss {row['loss']:.4f}"),
+        )
+
+
+def load_finished(path: Path, lineage: dict[str, Any], steps: int, device: torch.device) -> torch.nn.Module:
+    """The EMA model of the checkpoint at ``path``, refusing one of another configuration or code, or unfinished."""
+    state = training.load_checkpoint(path)
+    if state["lineage_fingerprint"] != fingerprint(lineage) or state["step"] != steps:
+        raise CheckpointError(f"{path}: trained with other parameters or code, or unfinished; run `dvc repro` to retrain")
+    return training.load_ema_model(state, device)
 
 
 def load(cfg: StudyConfig, name: str, device: torch.device) -> tuple[torch.nn.Module, GaussianDiffusion]:
-    """The EMA model of ``name`` and its diffusion, refusing a checkpoint of another configuration
-    or code, or an unfinished one."""
-    path = outputs.checkpoint(name)
-    state = training.load_checkpoint(path)
-    if state["lineage_fingerprint"] != fingerprint(lineage.training(cfg, name)) or state["step"] != cfg.train.steps:
-        raise CheckpointError(f"{path}: trained with other parameters or code, or unfinished; run `dvc repro` to retrain")
-    return training.load_ema_model(state, device), GaussianDiffusion(cfg.betas(name))
+    """The EMA model of ``name`` (the main study's) and its diffusion."""
+    model = load_finished(outputs.checkpoint(name), lineage.training(cfg, name), cfg.train.steps, device)
+    return model, GaussianDiffusion(cfg.betas(name))
+
+
+def load_seed(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> torch.nn.Module:
+    """The EMA model of ``name`` trained with ``seed``: the main study's for ``cfg.seed``, else the extended study's."""
+    if seed == cfg.seed:
+        return load(cfg, name, device)[0]
+    return load_finished(outputs.seed_checkpoint(name, seed), lineage.training(replace(cfg, seed=seed), name),
+                         cfg.train.steps, device)
+
+
+def final_loss(result: training.TrainResult) -> float:
+    return training.final_loss(result.history)

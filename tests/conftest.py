@@ -16,8 +16,11 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 INCEPTION_WEIGHTS = "hub/checkpoints/weights-inception-2015-12-05-6726825d.pth"
 
 
-def default_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+def default_params(extended: bool = False) -> dict:
+    """params.yaml as committed: the study's sections (what ``StudyConfig`` takes), with ``extended`` the
+    extended study's section too (what a params file the `check` gate passes needs)."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    return p if extended else {k: v for k, v in p.items() if k != "extended"}
 
 
 def tiny_params() -> dict:
@@ -30,6 +33,13 @@ def tiny_params() -> dict:
     p["evaluate"].update(batch_size=24, kid_subset_size=12, kid_subsets=5, jackknife_groups=6)
     p["sweep"].update(samplers=["ddim"], steps=[2], num_images=12, batch_size=12)  # the e2e test sweeps more
     return p
+
+
+def tiny_extended() -> dict:
+    """The extended study's section for ``tiny_params``: two seeds, the 4 x 4 grid, a 2x longer run."""
+    return {"seeds": {"count": 2, "schedules": ["linear", "cosine"]},
+            "longer": {"schedule": "linear", "snapshots": [4, 8, 16]},  # 8 = train.steps: the main study's model
+            "cross": {"samplers": ["ddpm", "ddim"], "steps": [2]}}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -61,8 +71,8 @@ def fashion_mnist_dir() -> Path:
 
 
 # --- helpers for the tests that run the real pipeline in a temporary repository ----------------
-PROJECT_FILES = ["dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src", "pipeline",
-                 "benchmarks/spread_vs_redraws.json"]
+PROJECT_FILES = ["dvc.yaml", "extended/dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src",
+                 "pipeline", "benchmarks/spread_vs_redraws.json", "benchmarks/ddim_variants.json"]
 
 
 def sh(cmd, cwd, env=None, check=True):
@@ -73,7 +83,8 @@ def sh(cmd, cwd, env=None, check=True):
 
 
 def make_repo(repo: Path, params: dict, torch_home: Path) -> tuple[Path, dict]:
-    """A fresh git + DVC repository holding the project with ``params``; MLflow will live at its root."""
+    """A fresh git + DVC repository holding the project with ``params`` (and ``tiny_extended`` unless
+    ``params`` has an ``extended`` section); MLflow will live at its root."""
     import yaml
 
     repo.mkdir(parents=True, exist_ok=True)
@@ -84,6 +95,7 @@ def make_repo(repo: Path, params: dict, torch_home: Path) -> tuple[Path, dict]:
         elif src.exists():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, repo / name)
+    params = {**params, "extended": params.get("extended", tiny_extended())}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     # The stages run the repository's own copy of the code (what DVC hashes), not the installed one.

@@ -41,7 +41,8 @@ def test_missing_params_file(tmp_path, monkeypatch):
 
 
 def test_every_command_has_help():
-    for command in ("prepare", "train", "reference", "sample", "evaluate", "sweep", "score-sweep", "report", "check"):
+    for command in ("prepare", "train", "reference", "sample", "evaluate", "sweep", "score-sweep", "report", "check",
+                    "train-seeds", "seeds", "train-longer", "undertraining", "cross", "extended-report"):
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "--params" in result.output
 

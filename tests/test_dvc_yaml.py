@@ -11,13 +11,28 @@ from conftest import ROOT, default_params
 from pipeline import lineage, outputs, stage_graph
 
 DVC_YAML = ROOT / "dvc.yaml"
-STAGE_OUTS = {"check": outputs.CHECK_OUTS, "prepare": outputs.PREPARE_OUTS, "reference": outputs.REFERENCE_OUTS,
-              "train": outputs.TRAIN_OUTS, "sample": outputs.SAMPLE_OUTS, "evaluate": outputs.EVALUATE_OUTS,
-              "sweep": outputs.SWEEP_OUTS, "score_sweep": outputs.SCORE_SWEEP_OUTS, "report": outputs.REPORT_OUTS}
+MAIN_OUTS = {"check": outputs.CHECK_OUTS, "prepare": outputs.PREPARE_OUTS, "reference": outputs.REFERENCE_OUTS,
+             "train": outputs.TRAIN_OUTS, "sample": outputs.SAMPLE_OUTS, "evaluate": outputs.EVALUATE_OUTS,
+             "sweep": outputs.SWEEP_OUTS, "score_sweep": outputs.SCORE_SWEEP_OUTS, "report": outputs.REPORT_OUTS}
+EXTENDED_OUTS = {"train_seeds": outputs.TRAIN_SEEDS_OUTS, "seeds": outputs.SEEDS_OUTS,
+                 "train_longer": outputs.TRAIN_LONGER_OUTS, "undertraining": outputs.UNDERTRAINING_OUTS,
+                 "cross": outputs.CROSS_OUTS, "extended_report": outputs.EXTENDED_REPORT_OUTS}
+STAGE_OUTS = MAIN_OUTS | EXTENDED_OUTS
 
 
 def dvc_stages():
-    return yaml.safe_load(DVC_YAML.read_text())["stages"]
+    """Both pipelines' stages (dvc.yaml and extended/dvc.yaml)."""
+    return stage_graph.dvc_stages()
+
+
+def test_the_two_pipelines_hold_their_own_stages():
+    assert set(yaml.safe_load(DVC_YAML.read_text())["stages"]) == set(MAIN_OUTS)
+    extended = yaml.safe_load((ROOT / outputs.EXTENDED_PIPELINE).read_text())["stages"]
+    assert set(extended) == set(EXTENDED_OUTS)
+    # Run from the project root, so that every path in them reads like the main pipeline's.
+    assert all(spec["wdir"] == ".." for spec in extended.values())
+    # Every extended output lies under extended/, none is a main stage's.
+    assert all(p.is_relative_to(outputs.EXTENDED_DIR) for outs in EXTENDED_OUTS.values() for p in outs)
 
 
 def code_deps(spec) -> set[str]:
@@ -42,6 +57,12 @@ def test_per_schedule_paths_lie_in_their_stage_outputs():
         assert outputs.sweep_array(name, cell, "features").is_relative_to(outputs.SWEEP_DIR)
         assert outputs.sweep_plot(name, "ddim").is_relative_to(outputs.SWEEP_PLOTS_DIR)
     assert all(outputs.prepared_array(n).is_relative_to(outputs.PREPARED_DIR) for n in outputs.PREPARED_ARRAYS)
+    assert outputs.seed_checkpoint("linear", 1).is_relative_to(outputs.SEED_MODELS_DIR)
+    assert outputs.seed_features("linear", 1).is_relative_to(outputs.SEED_FEATURES_DIR)
+    assert outputs.longer_snapshot(300).is_relative_to(outputs.LONGER_MODELS_DIR)
+    assert outputs.LONGER_CHECKPOINT.is_relative_to(outputs.LONGER_MODELS_DIR)
+    assert outputs.undertraining_features(300, cell).is_relative_to(outputs.UNDERTRAINING_DIR)
+    assert outputs.cross_features("linear", "cosine", cell).is_relative_to(outputs.CROSS_DIR)
 
 
 @pytest.mark.parametrize("stage", list(STAGE_OUTS))
@@ -59,7 +80,8 @@ def test_the_closure_check_fails_on_an_unlisted_import(tmp_path):
     function, as the CLI imports stages) changes its closure, and so no longer matches dvc.yaml."""
     import shutil
 
-    for name in ("src", "pipeline", "dvc.yaml"):
+    (tmp_path / "extended").mkdir()
+    for name in ("src", "pipeline", *stage_graph.PIPELINES):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     prepare = tmp_path / "pipeline" / "prepare.py"
     prepare.write_text(prepare.read_text() + "\n\ndef later():\n    from ddpm_study import uncertainty\n")
@@ -101,11 +123,15 @@ def test_training_code_fingerprint_covers_the_library_train_runs():
 def test_upstream_follows_the_files():
     assert stage_graph.upstream("train") == ["check", "prepare"]
     assert stage_graph.upstream("score_sweep") == ["check", "prepare", "reference", "train", "sweep"]
-    assert set(stage_graph.upstream("report")) == set(dvc_stages()) - {"report"}
+    assert set(stage_graph.upstream("report")) == set(MAIN_OUTS) - {"report"}
+    # The main study never waits for the extended one; the extended study builds on the main one.
+    assert not any(set(stage_graph.upstream(s)) & set(EXTENDED_OUTS) for s in MAIN_OUTS)
+    assert {"train", "sample", "reference"} <= set(stage_graph.upstream("seeds"))
+    assert set(stage_graph.upstream("extended_report")) >= {"seeds", "undertraining", "cross", "train_longer", "train_seeds"}
 
 
 def test_every_listed_param_exists():
-    params = default_params()
+    params = default_params(extended=True)
     for name, stage in dvc_stages().items():
         for key in stage.get("params", []):
             node = params
@@ -122,3 +148,5 @@ def test_stages_without_upstream_outputs_wait_for_the_params_gate():
 
 def test_training_checkpoints_persist():
     assert dvc_stages()["train"]["outs"][0]["models"]["persist"] is True
+    assert dvc_stages()["train_seeds"]["outs"][0]["extended/seed_models"]["persist"] is True
+    assert dvc_stages()["train_longer"]["outs"][0]["extended/longer_models"]["persist"] is True

@@ -70,8 +70,10 @@ def test_dvc_repro_runs_the_study(study):
 
     shown = sh("dvc metrics show --json", repo, env).stdout
     assert "fid" in shown and "final_loss" in shown
-    status = json.loads(sh("dvc status --json", repo, env).stdout)
+    status = json.loads(sh("dvc status dvc.yaml --json", repo, env).stdout)
     assert status == {}, f"pipeline not up to date after repro: {status}"
+    # `dvc repro` runs the main study only: the extended study's stages are left for `dvc repro extended/dvc.yaml`.
+    assert not (repo / "extended/metrics").exists()
 
     client, runs = mlflow_runs(repo)
     # The runs of the study's own `dvc repro` (other tests add runs of named experiments).
@@ -137,3 +139,67 @@ def test_bad_param_fails_fast_and_keeps_outputs(study):
     assert out.returncode != 0
     assert "schedule: invalid value 'exponential'; expected one or a list of: linear, quadratic, sigmoid, cosine" in out.stdout + out.stderr
     assert (repo / "metrics/train.json").read_text() == before
+
+
+def test_extended_study_runs_the_grid_seeds_and_longer_run(study):
+    """`dvc repro extended/dvc.yaml` on the quick configuration: two training seeds, the trained x sampled
+    grid, a longer run whose snapshot at train.steps is the main model; every number tied to the main study."""
+    import torch
+
+    from ddpm_study.replication import VERDICTS
+
+    repo, env = study
+    sh("dvc repro extended/dvc.yaml", repo, env)
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    sweep = json.loads((repo / "metrics/sweep.json").read_text())
+
+    def load(path):
+        return torch.load(repo / path, weights_only=True)
+
+    seeds = json.loads((repo / "extended/metrics/seeds.json").read_text())
+    assert seeds["seeds"] == [0, 1] and seeds["schedules"] == ["linear", "cosine"]
+    for name in ("linear", "cosine"):  # seed 0 is the main study: the same scores as `evaluate`
+        assert seeds["fid"][name][0] == pytest.approx(evaluate[name]["fid"], rel=1e-12)
+        assert seeds["fid_std"][name][0] == pytest.approx(evaluate[name]["fid_std"], rel=1e-12)
+        other = load(f"extended/seed_models/{name}/seed_1.pt")
+        assert other["step"] == 8 and other["lineage"]["seed"] == 1
+        main = load(f"models/{name}/checkpoint.pt")
+        assert not all(torch.equal(main["ema"][k], other["ema"][k]) for k in main["ema"])
+    pair = seeds["pairs"]["linear-cosine"]
+    assert pair["diffs"][0] == pytest.approx(evaluate["pairs"]["linear-cosine"]["diff"], rel=1e-12)
+    assert len(pair["diffs"]) == 2 and pair["verdict"] in VERDICTS
+
+    # The longer run continues the main model exactly, so its snapshot at train.steps scores like the sweep.
+    snapshot, main = load("extended/longer_models/step_8.pt"), load("models/linear/checkpoint.pt")
+    assert all(torch.equal(snapshot["ema"][k], main["ema"][k]) for k in main["ema"])
+    under = json.loads((repo / "extended/metrics/undertraining.json").read_text())
+    assert under["snapshots"] == [4, 8, 16] and sorted(under["ddim_minus_ddpm"]) == ["2", "4"]
+    for cell in ("ddpm_2", "ddpm_4", "ddim_2", "ddim_4"):
+        assert under["cells"]["8"][cell]["fid"] == pytest.approx(sweep["cells"][cell]["linear"]["fid"], rel=1e-9)
+    assert under["cells"]["16"]["final_loss"] > 0 and set(under["overtakes"]) == {"2", "4"}
+
+    # The grid's diagonal is each model's own process: the sweep's FID at the same setting.
+    cross = json.loads((repo / "extended/metrics/cross.json").read_text())
+    assert sorted(cross["settings"]) == ["ddim_2", "ddpm_2"] and cross["baseline"] == "linear"
+    for key, s in cross["settings"].items():
+        for name in ("linear", "quadratic", "sigmoid", "cosine"):
+            assert s["fid"][name][name] == pytest.approx(sweep["cells"][key][name]["fid"], rel=1e-9)
+            assert s["minus_own"][name][name]["diff"] == 0
+        split = s["split"]["cosine"]
+        assert split["total"]["value"] == pytest.approx(s["fid"]["linear"]["linear"] - s["fid"]["cosine"]["cosine"])
+        assert split["training"]["value"] + split["sampling"]["value"] == pytest.approx(split["total"]["value"])
+
+    report = (repo / "extended/report/README.md").read_text()
+    for part in ("## 1. DDIM against DDPM", "## 2. Training schedule vs sampling schedule", "## 3. Training seeds",
+                 "## Against the literature", "undertraining.png", "cross.png", "| linear-cosine"):
+        assert part in report, part
+    assert (repo / "extended/report/cross.png").is_file() and (repo / "extended/report/undertraining.png").is_file()
+    status = json.loads(sh("dvc status extended/dvc.yaml --json", repo, env).stdout)
+    assert status == {}, f"extended study not up to date after repro: {status}"
+
+    client, runs = mlflow_runs(repo)
+    parent = next(r for r in runs if "extended/undertraining/ddim_4/fid" in r.data.metrics)
+    assert parent.data.tags["ddpm.role"] == "execution" and parent.info.status == "FINISHED"
+    history = client.get_metric_history(parent.info.run_id, "extended/undertraining/ddim_4/fid")
+    assert sorted(m.step for m in history) == [4, 8, 16]
+    assert "extended_report/README.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "extended_report")}

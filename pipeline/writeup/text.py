@@ -90,8 +90,11 @@ def write_up(inputs: Inputs) -> str:
         f"- {findings.placement(evaluate, evaluate.table, names)} Differences between schedules are to be read "
         "against that span.",
         *([f"- **Samplers** (N = {sweep.num_images}): {findings.sampler_gap(sweep, names, steps)} DDIM here is "
-           f"{ddim_text}; a likely reason (not tested here) is that it cannot correct the errors of these "
-           "briefly trained models, whose DDIM samples keep residual noise (trajectory figure)."]
+           f"{ddim_text}; its samples keep residual noise (trajectory figure). The extended study "
+           "([`extended/report/README.md`](../extended/report/README.md), `dvc repro extended/dvc.yaml`) checks "
+           "the DDIM step against diffusers, compares sampler variants, follows the gap along a longer training "
+           "run, separates each schedule's training from its sampling discretisation, and repeats the verdicts "
+           "over training seeds."]
           if {"ddpm", "ddim"} <= set(samplers) else []),
         "",
         "### Against the literature (Nichol & Dhariwal 2021, *Improved DDPM*)",
@@ -114,7 +117,7 @@ def write_up(inputs: Inputs) -> str:
         f"{cfg.model.num_res_blocks} residual block(s) per level, attention in the middle block; ε-prediction, "
         f"T = {cfg.diffusion.timesteps}. **Training**: {tr.steps} steps of batch {tr.batch_size} "
         f"({tr.steps * tr.batch_size:,} images), AdamW lr {tr.lr:g}, EMA {tr.ema_decay}; samples come from the "
-        f"EMA weights. One training seed ({cfg.seed}) per schedule.",
+        f"EMA weights. One training seed ({cfg.seed}) per schedule (more seeds: the extended study).",
         f"- **Samplers**: DDPM ancestral sampling on respaced timesteps (posterior variance β̃, x̂₀ clipped to "
         f"[−1, 1]) and DDIM with eta = {cfg.sweep.eta:g}; respacing keeps t = T − 1, so every run starts from noise.",
         f"- **Main setting**: {sampler_text}, {sample_info.steps} steps, N = {evaluate.num_images} samples per schedule. "

@@ -1,0 +1,78 @@
+"""Stage `undertraining` (extended study): is DDIM behind DDPM because the models are undertrained?
+
+The longer run's EMA model at every snapshot samples every sweep setting (sampler x steps) from the
+sweep's noise and is scored like the sweep: FID with a jackknife std, and DDIM - DDPM per step
+count as a paired difference. All snapshots and settings share the noise, so they share the
+jackknife groups too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ddpm_study import metrics, sampling, training, uncertainty
+from ddpm_study.config import StudyConfig
+from ddpm_study.diffusion import GaussianDiffusion
+from ddpm_study.files import write_array
+from ddpm_study.runtime import resolve_device
+
+from . import extended_params, lineage, outputs, trained
+from .ui import console
+
+STREAM = 700  # its jackknife groups: numpy seed (seed, STREAM), apart from the main study's streams
+
+
+def overtakes(ddim_minus_ddpm: dict[int, dict]) -> int | None:
+    """The first snapshot from which on DDIM stays ahead of DDPM beyond noise, or None."""
+    steps = sorted(ddim_minus_ddpm)
+    ahead = [s for s in steps if ddim_minus_ddpm[s]["diff"] < 0 and not ddim_minus_ddpm[s]["within_noise"]]
+    for s in ahead:
+        if all(t in ahead for t in steps if t >= s):
+            return s
+    return None
+
+
+def run(cfg: StudyConfig, params: Path) -> None:
+    ext = extended_params.load(params)
+    device = resolve_device(cfg.device)
+    sw, name, snapshots = cfg.sweep, ext.longer.schedule, ext.longer.snapshots
+    reference = outputs.read_reference().reference
+    run_lineage = lineage.longer(cfg, name, snapshots[-1])
+    diffusion = GaussianDiffusion(cfg.betas(name))
+    cells = outputs.sweep_cells(sw.samplers, sw.steps)
+    generated, losses = {}, {}
+    for step in snapshots:
+        path = outputs.longer_snapshot(step)
+        model = trained.load_finished(path, run_lineage, step, device)
+        losses[step] = training.final_loss(training.load_checkpoint(path)["history"])
+        for cell in cells:
+            console.print(f"{name} at step {step}: {cell.sampler}, {cell.steps} steps")
+            out = sampling.generate(model, diffusion.respace(cell.steps), num_images=sw.num_images, batch_size=sw.batch_size,
+                                    image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=cell.sampler,
+                                    eta=sw.eta, trajectory_images=1, trajectory_frames=2)
+            feats = metrics.inception_features(out.images, cfg.evaluate.batch_size, device).numpy()
+            write_array(outputs.undertraining_features(step, cell), feats)
+            generated[(step, cell)] = feats
+    console.print(f"jackknife ({cfg.evaluate.jackknife_groups} groups) of {len(generated)} sets")
+    keys = {f"{step}/{cell.key}": (step, cell) for step, cell in generated}
+    jack = uncertainty.jackknife_fid(reference, {k: generated[v] for k, v in keys.items()},
+                                     cfg.evaluate.jackknife_groups, (cfg.seed, STREAM))
+    fid = {v: uncertainty.frechet_distance(generated[v], reference) for v in keys.values()}
+    reps = {v: jack[k] for k, v in keys.items()}
+    table = {str(step): {"final_loss": losses[step],
+                         **{c.key: {"fid": fid[(step, c)], "fid_std": uncertainty.jackknife_std(reps[(step, c)])}
+                            for c in cells}} for step in snapshots}
+    gap: dict[int, dict[int, dict]] = {}
+    if {"ddpm", "ddim"} <= set(sw.samplers):
+        for steps in sorted(sw.steps):
+            ddim, ddpm = outputs.Cell("ddim", steps), outputs.Cell("ddpm", steps)
+            gap[steps] = {step: uncertainty.compare(fid[(step, ddim)], fid[(step, ddpm)], reps[(step, ddim)], reps[(step, ddpm)])
+                          for step in snapshots}
+    outputs.write_undertraining_metrics({
+        "schedule": name, "num_images": sw.num_images, "eta": sw.eta, "snapshots": list(snapshots),
+        "main_steps": cfg.train.steps, "cells": table,
+        "ddim_minus_ddpm": {str(k): {str(s): v for s, v in g.items()} for k, g in gap.items()},
+        "overtakes": {str(k): overtakes(g) for k, g in gap.items()},
+    })
+    for steps, g in gap.items():
+        console.print(f"DDIM - DDPM at {steps} steps: " + ", ".join(f"step {s}: {v['diff']:+.1f}" for s, v in g.items()))

@@ -1,0 +1,88 @@
+"""The extended study's verdict rules on synthetic metrics: training seeds as a second spread, the
+2 x 2 split of a schedule's advantage, DDIM overtaking DDPM along training."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ddpm_study.replication import factorial_split, seed_verdict
+from ddpm_study.uncertainty import jackknife_std
+from pipeline.undertraining import overtakes
+
+
+def test_a_difference_every_seed_repeats_survives():
+    v = seed_verdict([3.4, 3.0, 3.8])
+    assert v["verdict"] == "survives"
+    assert v["mean"] == pytest.approx(3.4) and v["sd"] == pytest.approx(0.4)
+    # t(0.975, 2) = 4.303: the interval of a mean of 3 seeds is wide.
+    assert v["half_width"] == pytest.approx(4.302653 * 0.4 / math.sqrt(3), rel=1e-6)
+
+
+def test_same_sign_but_a_wide_spread_keeps_only_the_direction():
+    v = seed_verdict([3.4, 0.2, 6.0])
+    assert v["verdict"] == "direction only" and abs(v["mean"]) < v["half_width"]
+
+
+def test_a_seed_of_the_other_sign_reverses_the_verdict():
+    assert seed_verdict([3.4, -0.5, 2.0])["verdict"] == "reverses"
+    assert seed_verdict([-3.4, -0.5, 0.0])["verdict"] == "reverses"  # a tie is not agreement
+
+
+def test_one_seed_has_no_between_seed_spread():
+    v = seed_verdict([3.4])
+    assert v["verdict"] == "one seed" and math.isnan(v["half_width"])
+
+
+def test_bad_differences_are_refused():
+    with pytest.raises(ValueError):
+        seed_verdict([])
+    with pytest.raises(ValueError):
+        seed_verdict([1.0, float("nan")])
+
+
+def _cells(f_aa, f_ab, f_ba, f_bb, rng):
+    points = {("a", "a"): f_aa, ("a", "b"): f_ab, ("b", "a"): f_ba, ("b", "b"): f_bb}
+    reps = {k: v + rng.normal(0, 1, (2, 10)) for k, v in points.items()}
+    return points, reps
+
+
+def test_split_of_a_pure_sampling_effect():
+    """B's model is no better than A's, but B's grid is: all of the advantage is sampling."""
+    points, reps = _cells(100.0, 90.0, 100.0, 90.0, np.random.default_rng(0))
+    s = factorial_split(points, reps, "a", "b")
+    assert s["total"]["value"] == pytest.approx(10.0)
+    assert s["sampling"]["value"] == pytest.approx(10.0) and s["training"]["value"] == pytest.approx(0.0)
+
+
+def test_split_of_a_pure_training_effect_and_the_parts_add_up():
+    points, reps = _cells(100.0, 100.0, 94.0, 94.0, np.random.default_rng(1))
+    s = factorial_split(points, reps, "a", "b")
+    assert s["training"]["value"] == pytest.approx(6.0) and s["sampling"]["value"] == pytest.approx(0.0)
+    points, reps = _cells(107.2, 96.7, 105.7, 94.0, np.random.default_rng(2))  # the committed 10-step grid
+    s = factorial_split(points, reps, "a", "b")
+    assert s["training"]["value"] + s["sampling"]["value"] == pytest.approx(s["total"]["value"])
+    assert s["total"]["value"] == pytest.approx(13.2)
+
+
+def test_split_spreads_are_jackknife_stds_of_the_paired_combination():
+    rng = np.random.default_rng(3)
+    points, reps = _cells(100.0, 90.0, 95.0, 85.0, rng)
+    s = factorial_split(points, reps, "a", "b")
+    combo = 0.5 * (reps[("a", "a")] + reps[("b", "a")] - reps[("a", "b")] - reps[("b", "b")])
+    assert s["sampling"]["std"] == pytest.approx(jackknife_std(combo))
+    # Shared noise cancels: identical replicate noise in all four cells gives zero spread.
+    shared = rng.normal(0, 1, (2, 10))
+    s = factorial_split(points, {k: v + shared for k, v in points.items()}, "a", "b")
+    assert s["total"]["std"] == pytest.approx(0.0, abs=1e-9) and s["training"]["std"] == pytest.approx(0.0, abs=1e-9)
+
+
+def _gap(diff, within):
+    return {"diff": diff, "std": 1.0, "within_noise": within}
+
+
+def test_ddim_overtakes_from_the_first_snapshot_it_stays_ahead():
+    gaps = {300: _gap(20, False), 600: _gap(-5, False), 1200: _gap(1, True), 2400: _gap(-6, False), 3600: _gap(-9, False)}
+    assert overtakes(gaps) == 2400  # ahead at 600, but not at 1200: not yet for good
+    assert overtakes({300: _gap(20, False), 1200: _gap(-1, True)}) is None
+    assert overtakes({300: _gap(-3, False), 1200: _gap(-4, False)}) == 300
