@@ -15,7 +15,7 @@ from . import params
 
 
 def load(path: Path, gate: bool = False) -> ExtendedConfig:
-    """Validated against the study; unless ``gate``, also for running now (``ExtendedConfig.require_studied``)."""
+    """Validated on its own; unless ``gate``, also against the study it runs on (``ExtendedConfig.require_runnable``)."""
     raw = params.parse(path)
     study = params.load(path)
     if params.EXTENDED not in raw:
@@ -23,5 +23,5 @@ def load(path: Path, gate: bool = False) -> ExtendedConfig:
                           f"{params.EXTENDED} (seeds, longer, cross)")
     ext = ExtendedConfig.from_dict(raw[params.EXTENDED], study)
     if not gate:
-        ext.require_studied(study)
+        ext.require_runnable(study)
     return ext

@@ -20,7 +20,9 @@ def _config(**changes):
     for dotted, value in changes.items():
         section, key = dotted.split(".")
         ext[section][key] = value
-    return ExtendedConfig.from_dict(ext, study)
+    cfg = ExtendedConfig.from_dict(ext, study)
+    cfg.require_runnable(study)
+    return cfg
 
 
 def test_the_committed_section_is_valid_and_lists_the_seeds():
@@ -36,7 +38,8 @@ def test_the_committed_section_is_valid_and_lists_the_seeds():
     ({"longer.snapshots": [600, 300]}, "extended.longer.snapshots: invalid value [600, 300]; expected a non-empty, strictly increasing"),
     ({"longer.snapshots": [310]}, "extended.longer.snapshots[0]: invalid value 310; expected a multiple of train.log_every = 20"),
     ({"cross.samplers": ["euler"]}, "extended.cross.samplers[0]: invalid value 'euler'; expected one of ddpm, ddim"),
-    ({"cross.steps": [0]}, "extended.cross.steps[0]: invalid value 0; expected an integer in [1, diffusion.timesteps = 1000]"),
+    ({"cross.steps": [0]}, "extended.cross.steps[0]: invalid value 0; expected an integer >= 1"),
+    ({"cross.steps": [1001]}, "extended.cross.steps[0]: invalid value 1001; expected an integer in [1, diffusion.timesteps = 1000]"),
     ({"cross.steps": "10"}, "extended.cross.steps: invalid value '10'; expected a list of an integer"),
 ])
 def test_a_bad_value_names_its_key_and_the_valid_choices(change, message):
@@ -57,14 +60,25 @@ def test_an_unknown_or_missing_key_is_named(tmp_path):
         extended_params.load(tmp_path / "params.yaml")
 
 
-def test_the_gate_passes_a_single_schedule_study_the_seed_stages_refuse_it(tmp_path):
-    """`dvc exp run -S schedule=cosine` must pass the gate; the seed study of linear cannot run on it."""
+@pytest.mark.parametrize("key, value, message", [
+    ("schedule", "cosine", r"extended\.seeds\.schedules\[0\]: invalid value 'linear'; expected one of the schedules "
+                           r"this study trains \(schedule: cosine\)"),
+    ("train.log_every", 7, r"extended\.longer\.snapshots\[0\]: invalid value 300; expected a multiple of train\.log_every = 7"),
+    ("diffusion.timesteps", 50, r"extended\.cross\.steps\[1\]: invalid value 100; expected an integer in \[1, diffusion\.timesteps = 50\]"),
+])
+def test_a_main_study_experiment_passes_the_gate_the_extended_stages_refuse_it(tmp_path, key, value, message):
+    """`dvc exp run -S schedule=cosine` (or another main-study value the extended section does not fit)
+    must pass the `check` gate; the extended stages refuse to run on it, naming the key."""
     p = default_params(extended=True)
-    p["schedule"] = "cosine"
+    section, _, name = key.rpartition(".")
+    (p[section] if section else p)[name] = value
+    if key == "train.log_every":
+        p["train"]["checkpoint_every"] = 7
+    if key == "diffusion.timesteps":  # a shorter process: the main study's step counts fit, the grid's 100 does not
+        p["sample"]["steps"], p["sweep"]["steps"], p["extended"]["cross"]["steps"] = 50, [10, 50], [10, 100]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     extended_params.load(tmp_path / "params.yaml", gate=True)
-    with pytest.raises(ConfigError, match=r"^extended\.seeds\.schedules\[0\]: invalid value 'linear'; expected one of "
-                                          r"the schedules this study trains \(schedule: cosine\)"):
+    with pytest.raises(ConfigError, match="^" + message):
         extended_params.load(tmp_path / "params.yaml")
 
 

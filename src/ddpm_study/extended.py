@@ -51,15 +51,21 @@ class ExtendedConfig:
     longer: LongerConfig
     cross: CrossConfig
 
-    def require_studied(self, study: StudyConfig) -> None:
-        """The seed study compares schedules the main study trains and samples (its seed is theirs).
-
-        Checked by the extended stages, not by the `check` gate: ``dvc exp run -S schedule=cosine`` of
-        the main study must not fail on the extended study's list."""
+    def require_runnable(self, study: StudyConfig) -> None:
+        """What the extended study needs of the main one, checked by the extended stages before any work
+        but not by the `check` gate: a main-study experiment such as ``dvc exp run -S schedule=cosine``
+        or ``-S train.log_every=7`` must not fail on the extended study's values."""
         listed = ", ".join(study.schedule)
-        for i, name in enumerate(self.seeds.schedules):
+        for i, name in enumerate(self.seeds.schedules):  # seed `seed` of each is the main study's model
             require(name in study.schedule, f"extended.seeds.schedules[{i}]", name,
                     f"one of the schedules this study trains (schedule: {listed})")
+        for i, s in enumerate(self.longer.snapshots):
+            # A snapshot ends a logging window, so the loss history of the longer run reads like any other.
+            require(s % study.train.log_every == 0, f"extended.longer.snapshots[{i}]", s,
+                    f"a multiple of train.log_every = {study.train.log_every}")
+        T = study.diffusion.timesteps
+        for i, steps in enumerate(self.cross.steps):
+            require(steps <= T, f"extended.cross.steps[{i}]", steps, f"an integer in [1, diffusion.timesteps = {T}]")
 
     @classmethod
     def from_dict(cls, raw: Any, study: StudyConfig) -> "ExtendedConfig":
@@ -79,16 +85,11 @@ class ExtendedConfig:
         snaps = list(self.longer.snapshots)
         require(len(snaps) >= 1 and all(s >= 1 for s in snaps) and snaps == sorted(set(snaps)),
                 "extended.longer.snapshots", snaps, "a non-empty, strictly increasing list of training steps >= 1")
-        for i, s in enumerate(snaps):
-            # A snapshot ends a logging window, so the loss history of the longer run reads like any other.
-            require(s % study.train.log_every == 0, f"extended.longer.snapshots[{i}]", s,
-                    f"a multiple of train.log_every = {study.train.log_every}")
         for i, name in enumerate(self.cross.samplers):
             require(name in SAMPLERS, f"extended.cross.samplers[{i}]", name, f"one of {', '.join(SAMPLERS)}")
         require(len(self.cross.samplers) > 0 and len(set(self.cross.samplers)) == len(self.cross.samplers),
                 "extended.cross.samplers", list(self.cross.samplers), f"a non-empty list of distinct names from: {', '.join(SAMPLERS)}")
-        T = study.diffusion.timesteps
         for i, steps in enumerate(self.cross.steps):
-            require(1 <= steps <= T, f"extended.cross.steps[{i}]", steps, f"an integer in [1, diffusion.timesteps = {T}]")
+            require(steps >= 1, f"extended.cross.steps[{i}]", steps, "an integer >= 1")
         require(len(self.cross.steps) > 0 and len(set(self.cross.steps)) == len(self.cross.steps),
                 "extended.cross.steps", list(self.cross.steps), "a non-empty list of distinct step counts")
