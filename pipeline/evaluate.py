@@ -28,6 +28,7 @@ def run(cfg: StudyConfig) -> None:
         real_vs_real=scoring.real_vs_real(cfg, ref.floor, ref.reference),
         table=scoring.with_spreads(cfg, generated, ref.reference, scoring.EVALUATE_STREAM),
         ceilings=scoring.ceilings(cfg, cfg.sample.num_images, ref.reference, device),
+        per_class=scoring.per_class(cfg, generated, ref) if cfg.model.num_classes else None,
     )
     outputs.write_evaluate_metrics(result)
     for name in cfg.schedule:
@@ -36,3 +37,6 @@ def run(cfg: StudyConfig) -> None:
         r = result.table.scores[name]
         console.print(f"{name}: FID {r.fid:.2f} ± {r.fid_std:.2f}  KID {r.kid_mean:.4f} "
                       f"(real-vs-real FID {result.real_vs_real.fid:.2f})")
+        if result.per_class is not None:
+            console.print(f"{name}: mean per-class FID {result.per_class.mean(name):.2f} "
+                          f"(real-vs-real {result.per_class.floor_mean:.2f})")

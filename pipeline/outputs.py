@@ -195,6 +195,11 @@ def sample_info(schedule: str) -> Path:
     return sample_dir(schedule) / "info.json"
 
 
+def class_grid(schedule: str) -> Path:
+    """Conditional models only: one row per class, every row from the same noise."""
+    return sample_dir(schedule) / "classes.png"
+
+
 def sample_pictures(schedule: str) -> tuple[Path, Path, Path]:
     """The pictures a reader looks at: sample grid, denoising GIF, forward-process strip."""
     return sample_grid(schedule), sample_gif(schedule), forward_strip(schedule)
@@ -299,16 +304,40 @@ EVALUATE_OUTS = (EVALUATE_METRICS,)
 @dataclass(frozen=True)
 class EvaluateMetrics(Anchored):
     table: ScoreTable  # on disk flattened into the top level, beside the anchors
+    per_class: Optional["PerClass"] = None  # class-conditional models only
+
+
+@dataclass(frozen=True)
+class PerClass:
+    """FID of each class's samples against the reference split's images of that class (intra-class FID),
+    and the same for the floor split: the real-vs-real floor at each class's N."""
+
+    counts: list[int]  # generated images per class (the reference split's counts differ a little)
+    floor: list[Optional[float]]  # None: a split with fewer than 2 images of the class (tiny N)
+    fid: dict[str, list[Optional[float]]]  # per schedule, per class
+
+    def scored(self) -> list[int]:
+        """The classes with a FID for the floor and every schedule: what the means average over."""
+        return [c for c, f in enumerate(self.floor) if f is not None and all(v[c] is not None for v in self.fid.values())]
+
+    def mean(self, name: str) -> float:
+        return float(np.mean([self.fid[name][c] for c in self.scored()]))
+
+    @property
+    def floor_mean(self) -> float:
+        return float(np.mean([self.floor[c] for c in self.scored()]))
 
 
 def write_evaluate_metrics(m: EvaluateMetrics) -> None:
-    write_json(EVALUATE_METRICS, {**m.anchors_json(), **m.table.to_json()})
+    extra = {} if m.per_class is None else {"per_class": dataclasses.asdict(m.per_class)}
+    write_json(EVALUATE_METRICS, {**m.anchors_json(), **m.table.to_json(), **extra})
 
 
 def read_evaluate_metrics() -> EvaluateMetrics:
     d = _read_json(EVALUATE_METRICS)
     anchors = Anchored.anchors_from_json(d)
-    return EvaluateMetrics(**anchors, table=ScoreTable.from_json(d, skip=list(anchors)))
+    per_class = PerClass(**d["per_class"]) if "per_class" in d else None
+    return EvaluateMetrics(**anchors, table=ScoreTable.from_json(d, skip=[*anchors, "per_class"]), per_class=per_class)
 
 
 # --- sweep: samples and Inception features per schedule x sampler x steps ---------------------------
@@ -319,24 +348,30 @@ SWEEP_ARRAYS = ("images", "trajectory", "features")
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One setting of the sweep. ``key`` ("ddim_10") names it in files and metrics, built only here."""
+    """One setting of the sweep. ``key`` ("ddim_10"; guided: "ddpm_w3_10") names it in files and metrics, built only here."""
 
     sampler: str
     steps: int
+    guidance: float = 0.0  # classifier-free guidance weight (conditional models)
+
+    @property
+    def setting(self) -> str:
+        """The sampler, with its guidance weight when there is one: "ddpm", "ddpm_w3"."""
+        return self.sampler if self.guidance == 0 else f"{self.sampler}_w{self.guidance:g}"
 
     @property
     def key(self) -> str:
-        return f"{self.sampler}_{self.steps}"
+        return f"{self.setting}_{self.steps}"
 
     @classmethod
     def from_key(cls, key: str) -> "Cell":
-        sampler, steps = key.rsplit("_", 1)
-        return cls(sampler, int(steps))
+        sampler, *guidance, steps = key.split("_")
+        return cls(sampler, int(steps), float(guidance[0][1:]) if guidance else 0.0)
 
 
-def sweep_cells(samplers: Sequence[str], steps: Sequence[int]) -> list[Cell]:
-    """Every (sampler, steps) of the sweep, sampler by sampler, steps ascending."""
-    return [Cell(sampler, s) for sampler in samplers for s in sorted(steps)]
+def sweep_cells(samplers: Sequence[str], steps: Sequence[int], guidance: Sequence[float] = (0.0,)) -> list[Cell]:
+    """Every (sampler, steps, guidance) of the sweep, sampler by sampler, then guidance as given, steps ascending."""
+    return [Cell(sampler, s, w) for sampler in samplers for w in guidance for s in sorted(steps)]
 
 
 def sweep_array(schedule: str, cell: Cell, kind: str) -> Path:
@@ -373,16 +408,18 @@ class SweepMetrics(Anchored):
                 yield cell, table.scores[schedule]
 
 
-def sweep_plot(schedule: str, sampler: str) -> Path:
-    return SWEEP_PLOTS_DIR / f"{schedule}_{sampler}.tsv"
+def sweep_plot(schedule: str, setting: str) -> Path:
+    """``setting``: a sampler, or a sampler with its guidance weight (``Cell.setting``)."""
+    return SWEEP_PLOTS_DIR / f"{schedule}_{setting}.tsv"
 
 
 def write_sweep_metrics(m: SweepMetrics, schedules: Sequence[str], samplers: Sequence[str]) -> None:
-    """metrics/sweep.json, and per schedule and sampler the FID/KID-against-steps table ``dvc plots`` draws."""
+    """metrics/sweep.json, and per schedule and setting the FID/KID-against-steps table ``dvc plots`` draws."""
+    settings = list(dict.fromkeys(cell.setting for cell in m.cells if cell.sampler in samplers))
     for name in schedules:
-        for sampler in samplers:
-            rows = [{"steps": cell.steps, **dataclasses.asdict(s)} for cell, s in m.rows(name) if cell.sampler == sampler]
-            _write_tsv(sweep_plot(name, sampler), pd.DataFrame(rows))
+        for setting in settings:
+            rows = [{"steps": cell.steps, **dataclasses.asdict(s)} for cell, s in m.rows(name) if cell.setting == setting]
+            _write_tsv(sweep_plot(name, setting), pd.DataFrame(rows))
     write_json(SWEEP_METRICS, {**m.anchors_json(), "eta": m.eta,
                                "cells": {cell.key: table.to_json() for cell, table in m.cells.items()}})
 

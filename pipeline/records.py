@@ -31,23 +31,26 @@ def record_train(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
 
 
 def record_sample(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
-    """Sampling time; the sample grid, denoising GIF and forward-process strip."""
+    """Sampling time; the sample grid, denoising GIF and forward-process strip (and per-class grid)."""
     run.log_metrics({"sample_time_s": outputs.read_sample_info(schedule).sample_time_s}, fill=fill)
-    run.log_artifacts(outputs.sample_pictures(schedule), "samples", fill=fill)
+    classes = [outputs.class_grid(schedule)] if outputs.class_grid(schedule).exists() else []
+    run.log_artifacts([*outputs.sample_pictures(schedule), *classes], "samples", fill=fill)
 
 
 def record_evaluate(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
-    """FID ± std, KID ± std, and the real-vs-real floor and N they are read against."""
+    """FID ± std, KID ± std, and the real-vs-real floor and N they are read against (and the mean per-class FID)."""
     m = outputs.read_evaluate_metrics()
     if schedule in m.table.scores:
+        per_class = {} if m.per_class is None else {"fid_per_class_mean": m.per_class.mean(schedule),
+                                                     "fid_per_class_floor": m.per_class.floor_mean}
         run.log_metrics({**dataclasses.asdict(m.table.scores[schedule]), "fid_real_vs_real": m.real_vs_real.fid,
-                         "num_images": m.num_images}, fill=fill)
+                         "num_images": m.num_images, **per_class}, fill=fill)
 
 
 def record_score_sweep(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
-    """``sweep/<sampler>/<score>`` with MLflow's step axis the number of sampling steps."""
+    """``sweep/<sampler>/<score>`` (guided: ``sweep/<sampler>_w<w>/...``), MLflow's step axis the number of sampling steps."""
     for cell, scores in outputs.read_sweep_metrics().rows(schedule):
-        run.log_metrics({f"sweep/{cell.sampler}/{k}": v for k, v in dataclasses.asdict(scores).items()},
+        run.log_metrics({f"sweep/{cell.setting}/{k}": v for k, v in dataclasses.asdict(scores).items()},
                         step=cell.steps, fill=fill)
 
 

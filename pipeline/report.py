@@ -29,6 +29,7 @@ def run(cfg: StudyConfig) -> None:
     outputs.REPORTS_DIR.mkdir(parents=True, exist_ok=True)
     names = list(cfg.schedule)
     sweep = outputs.read_sweep_metrics()
+    w = tables.main_guidance(cfg)
     inputs = text.Inputs(
         cfg=cfg,
         train=outputs.read_train_metrics(),
@@ -39,9 +40,10 @@ def run(cfg: StudyConfig) -> None:
         figures=text.Figures(
             schedules=figures.schedule_figure(cfg),
             **dict(zip(("loss", "loss_by_timestep"), figures.loss_figures(cfg))),
-            fid_vs_steps=figures.sweep_figure(cfg, sweep),
+            fid_vs_steps=figures.sweep_figure(cfg, sweep, w),
             same_noise=figures.same_noise_figure(cfg),
-            trajectory=figures.trajectory_figure(cfg),
+            trajectory=figures.trajectory_figure(cfg, w),
+            guidance=figures.guidance_figure(cfg, sweep, max(cfg.sweep.steps)) if cfg.model.num_classes else "",
         ),
     )
     for table, name in ((tables.headline(cfg, inputs.train, inputs.evaluate), "results.csv"),
@@ -53,6 +55,8 @@ def run(cfg: StudyConfig) -> None:
         _copy(grid, f"samples_{name}.png")
         _copy(gif, f"denoising_{name}.gif")
         _copy(forward, f"forward_{name}.png")
+        if cfg.model.num_classes:
+            _copy(outputs.class_grid(name), f"classes_{name}.png")
     write_text(outputs.REPORT, text.write_up(inputs))
 
     records.complete_schedule_runs(cfg, "report")

@@ -32,9 +32,16 @@ def run(cfg: StudyConfig) -> None:
                 model, spaced, num_images=s.num_images, batch_size=s.batch_size, image_shape=cfg.image_shape,
                 seed=cfg.seed, device=device, sampler=s.sampler, eta=s.eta,
                 trajectory_images=min(s.grid_images, s.batch_size), trajectory_frames=s.gif_frames,
+                labels=sampling.class_labels(s.num_images, model.num_classes), guidance=s.guidance,
                 on_step=lambda n: bar.advance(task),
             )
             elapsed = time.perf_counter() - start
+            if model.num_classes:  # one row per class, the same noise down each column
+                per_class = max(1, s.grid_images // model.num_classes)
+                classes = sampling.class_grid(model, spaced, per_class=per_class, image_shape=cfg.image_shape,
+                                              seed=cfg.seed, device=device, sampler=s.sampler, eta=s.eta,
+                                              guidance=s.guidance)
+                sampling.save_grid(classes, outputs.class_grid(name), nrow=per_class)
             grid, gif, forward = outputs.sample_pictures(name)
             outputs.write_sample_images(name, out.images.numpy())
             sampling.save_grid(out.images[: s.grid_images], grid)

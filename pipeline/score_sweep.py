@@ -15,7 +15,7 @@ def run(cfg: StudyConfig) -> None:
     sw = cfg.sweep
     ref = outputs.read_reference()
     floor = ref.floor[: sw.num_images]
-    cells = outputs.sweep_cells(sw.samplers, sw.steps)
+    cells = outputs.sweep_cells(sw.samplers, sw.steps, sw.guidance)
     console.print(f"jackknife ({cfg.evaluate.jackknife_groups} groups) per cell, floor and trivial generators")
     result = outputs.SweepMetrics(
         num_images=sw.num_images,
@@ -33,4 +33,4 @@ def run(cfg: StudyConfig) -> None:
             records.record_score_sweep(run, name)
     for cell in cells:
         line = "  ".join(f"{n} {result.cells[cell].scores[n].fid:.1f}" for n in cfg.schedule)
-        console.print(f"{cell.sampler} {cell.steps:>4} steps: FID {line}")
+        console.print(f"{cell.setting} {cell.steps:>4} steps: FID {line}")

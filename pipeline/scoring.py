@@ -13,11 +13,11 @@ from itertools import combinations
 import numpy as np
 import torch
 
-from ddpm_study import baselines, metrics, uncertainty
+from ddpm_study import baselines, data, metrics, sampling, uncertainty
 from ddpm_study.config import StudyConfig
 
 from . import outputs
-from .outputs import Pair, Scores, ScoreTable
+from .outputs import Pair, PerClass, Scores, ScoreTable
 
 # Fixed, independent jackknife group assignments per use (numpy seeds from the pair (seed, stream)).
 FLOOR_STREAM, EVALUATE_STREAM, CEILING_STREAM, SWEEP_STREAMS = 0, 1, 2, 100
@@ -61,3 +61,27 @@ def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: t
     generated = {"gaussian_noise": noise, "mean_image": np.repeat(mean, num_images, axis=0)}
     jack = _jackknife(cfg, generated, reference, CEILING_STREAM)
     return {name: _scores(cfg, feats, reference, jack[name]) for name, feats in generated.items()}
+
+
+def per_class(cfg: StudyConfig, generated: dict[str, np.ndarray], ref: outputs.Reference) -> PerClass:
+    """Intra-class FID: each class's samples against the reference split's images of that class.
+
+    Samples have class i mod K (``sampling.class_labels``); the real splits' classes are read from the
+    prepared labels in the order the `reference` stage stored their features. With N / K images per
+    class the FIDs are far above the all-class FID, so each is read against the floor split's FID for
+    the same class, at about the same N.
+    """
+    k, n = cfg.model.num_classes, cfg.sample.num_images
+    labels = outputs.read_prepared("train_labels")
+    idx_ref, idx_floor = data.real_splits(len(labels), n, cfg.seed)
+    ref_labels, floor_labels = labels[np.sort(idx_ref)], labels[np.sort(idx_floor)]
+    gen_labels = sampling.class_labels(n, k).numpy()
+
+    def fid(feats: np.ndarray, labels: np.ndarray, c: int) -> float | None:
+        """None where a split has fewer than 2 images of class c (small N): no covariance to compare."""
+        x, y = feats[labels == c], ref.reference[ref_labels == c]
+        return uncertainty.frechet_distance(x, y) if min(len(x), len(y)) >= 2 else None
+
+    return PerClass(counts=np.bincount(gen_labels, minlength=k).tolist(),
+                    floor=[fid(ref.floor, floor_labels, c) for c in range(k)],
+                    fid={name: [fid(feats, gen_labels, c) for c in range(k)] for name, feats in generated.items()})

@@ -1,7 +1,8 @@
 """Stage `sweep`: samples for quality against sampling cost, every schedule x sampler x step count.
 
 Every cell samples ``sweep.num_images`` images from the *same* initial noise, so cells differ only
-by schedule, sampler and step count, and schedules are paired within a cell. Each cell keeps its
+by schedule, sampler, step count and (conditional models) guidance weight, and schedules are paired
+within a cell; a conditional model samples the classes in turn, the same classes in every cell. Each cell keeps its
 images, their Inception features and a short denoising trajectory of its first images (the
 report's same-noise figures). Scoring is the separate, cheap `score_sweep` stage, so a change of
 statistic never resamples.
@@ -22,17 +23,18 @@ TRAJECTORY_IMAGES, TRAJECTORY_FRAMES = 4, 9
 def run(cfg: StudyConfig) -> None:
     device = resolve_device(cfg.device)
     sw = cfg.sweep
-    cells = outputs.sweep_cells(sw.samplers, sw.steps)
+    cells = outputs.sweep_cells(sw.samplers, sw.steps, sw.guidance)
     for name in cfg.schedule:
         model, diffusion = trained.load(cfg, name, device)
         with progress() as bar:
             task = bar.add_task(f"sweep {name}", total=len(cells), info="")
             for cell in cells:
-                bar.update(task, info=f"{cell.sampler} {cell.steps} steps")
+                bar.update(task, info=f"{cell.setting} {cell.steps} steps")
                 out = sampling.generate(
                     model, diffusion.respace(cell.steps), num_images=sw.num_images, batch_size=sw.batch_size,
                     image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=cell.sampler, eta=sw.eta,
                     trajectory_images=min(TRAJECTORY_IMAGES, sw.batch_size), trajectory_frames=TRAJECTORY_FRAMES,
+                    labels=sampling.class_labels(sw.num_images, model.num_classes), guidance=cell.guidance,
                 )
                 feats = metrics.inception_features(out.images, cfg.evaluate.batch_size, device).numpy()
                 outputs.write_sweep_cell(name, cell, out.images.numpy(), out.trajectory.numpy(), feats)

@@ -14,7 +14,7 @@ from .ui import console, progress
 def run(cfg: StudyConfig) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
     device = resolve_device(cfg.device)
-    images = trained.training_images(cfg)
+    images, labels = trained.training_images(cfg), trained.training_labels(cfg)
     summaries = {}
     for name in cfg.schedule:
         diffusion = GaussianDiffusion(cfg.betas(name))
@@ -33,6 +33,7 @@ def run(cfg: StudyConfig) -> None:
                 schedule=name,
                 diffusion=diffusion,
                 images=images,
+                labels=labels,
                 model_cfg=cfg.model,
                 train_cfg=cfg.train,
                 seed=cfg.seed,

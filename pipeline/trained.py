@@ -28,6 +28,14 @@ def training_images(cfg: StudyConfig) -> torch.Tensor:
     return images
 
 
+def training_labels(cfg: StudyConfig) -> Optional[torch.Tensor]:
+    """The class labels of ``training_images`` for a class-conditional model; None for an unconditional one."""
+    if not cfg.model.num_classes:
+        return None
+    labels = torch.from_numpy(outputs.read_prepared("train_labels"))
+    return labels[: cfg.data.train_subset] if cfg.data.train_subset else labels
+
+
 def fit(cfg: StudyConfig, name: str, *, seed: int, steps: int, lineage: dict[str, Any], checkpoint: Path,
         images: torch.Tensor, device: torch.device, label: str) -> training.TrainResult:
     """Train (or resume, or return finished) schedule ``name`` with ``seed`` up to ``steps``, with a progress bar."""

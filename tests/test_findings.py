@@ -102,3 +102,26 @@ def test_stated_constants_are_written_as_a_reader_writes_them():
 
     assert text._power_of_ten(1e-6) == "1e-6" and text._power_of_ten(2.5e-3) == "2.5e-3"
     assert text._range((1.21, 1.27)) == "1.2–1.3×" and text._range((1.21, 1.24)) == "1.2×"
+
+
+def test_guidance_rankings_report_a_reordering_only_beyond_noise():
+    def guided(diffs):  # FID(linear) - FID(cosine) per guidance weight, paired std 0.5
+        cells = {Cell("ddpm", 20, w): table({"linear": 50.0 + d, "cosine": 50.0}, {"linear-cosine": 0.5})
+                 for w, d in diffs.items()}
+        return SweepMetrics(num_images=200, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, eta=0.0, cells=cells)
+
+    names = ["linear", "cosine"]
+    flipped = findings.guidance_rankings(guided({-1.0: 3.0, 0.0: 0.2, 3.0: -4.0}), "ddpm", 20, [-1.0, 0.0, 3.0], names)
+    assert flipped[0].startswith("w = -1 (unconditional): **cosine** has the lowest FID")
+    assert flipped[1].startswith("w = 0 (conditional, unguided): ") and "within noise of it" in flipped[1]
+    assert flipped[2].startswith("w = 3: **linear** has the lowest FID")
+    assert flipped[3] == "Guidance reorders linear and cosine beyond noise."
+    # The order changes, but only within noise at one of the weights: not a reordering.
+    kept = findings.guidance_rankings(guided({-1.0: 3.0, 3.0: -0.5}), "ddpm", 20, [-1.0, 3.0], names)
+    assert kept[-1].startswith("No pair of schedules is separated in opposite orders")
+
+
+def test_guidance_cells_keep_their_weight_in_keys():
+    for cell in (Cell("ddpm", 20), Cell("ode", 10, -1.0), Cell("sde", 5, 3.0), Cell("ddim", 50, 0.5)):
+        assert Cell.from_key(cell.key) == cell
+    assert Cell("ddpm", 20).key == "ddpm_20" and Cell("ode", 10, -1.0).key == "ode_w-1_10"

@@ -134,6 +134,44 @@ def test_downstream_param_change_opens_a_correctly_labelled_run(study):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6, 8]
 
 
+def test_conditional_experiment_with_guidance_and_the_sde_and_ode_samplers(study):
+    """The README's conditional experiment, scaled down: a class-conditional model, guided sampling, the
+    guidance sweep with both new samplers, per-class FID, the per-class grids, and all of it in MLflow."""
+    repo, env = study
+    sh("dvc exp run -n conditional -S 'schedule=[linear,cosine]' -S model.num_classes=10 -S sample.guidance=1 "
+       "-S sample.sampler=sde -S 'sweep.samplers=[sde,ode]' -S 'sweep.steps=[2]' -S 'sweep.guidance=[-1,3]'",
+       repo, env)
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    per_class = evaluate["per_class"]
+    assert sorted(per_class["fid"]) == ["cosine", "linear"] and sum(per_class["counts"]) == 24
+    scored = [c for c, f in enumerate(per_class["floor"]) if f is not None]
+    assert scored and all(per_class["fid"][n][c] > 0 for n in ("linear", "cosine") for c in scored)
+    sweep = json.loads((repo / "metrics/sweep.json").read_text())
+    assert sorted(sweep["cells"]) == ["ode_w-1_2", "ode_w3_2", "sde_w-1_2", "sde_w3_2"]
+    assert (repo / "plots/sweep/linear_ode_w3.tsv").is_file()
+    report = (repo / "reports/README.md").read_text()
+    for part in ("## Conditional generation", "fid_vs_guidance.png", "classes_linear.png", "mean per-class FID",
+                 "- w = -1 (unconditional): ", "- w = 3: ", "Ankle boot", "Heun", "Euler–Maruyama",
+                 "guidance w = 1"):
+        assert part in report, part
+    for picture in ("classes_linear.png", "classes_cosine.png", "fid_vs_guidance.png"):
+        assert (repo / "reports" / picture).is_file(), picture
+    # A 10-row grid: one row per class.
+    from PIL import Image
+    grid = Image.open(repo / "samples/linear/classes.png")
+    assert grid.height > 9 * 28 and grid.width < grid.height
+
+    client, runs = mlflow_runs(repo)
+    run = next(r for r in runs if r.info.run_name == "conditional-linear")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.num_classes"] == "10" and run.data.params["sample.guidance"] == "1.0"
+    assert run.data.params["model.class_embedding"] == "multiply" and run.data.params["train.cond_drop_prob"] == "0.1"
+    assert {"fid", "fid_per_class_mean", "fid_per_class_floor"} <= set(run.data.metrics)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "sweep/ode_w3/fid")] == [2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "sweep/sde_w-1/fid")] == [2]
+    assert "samples/classes.png" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+
+
 def test_bad_param_fails_fast_and_keeps_outputs(study):
     repo, env = study
     before = (repo / "metrics/train.json").read_text()

@@ -51,3 +51,48 @@ def test_noise_depends_only_on_seed_and_batch():
     # Each draw is standard normal noise, not a constant or a rescaled copy.
     pooled = torch.cat([n.flatten() for n in noises])
     assert abs(pooled.mean().item()) < 0.2 and 0.8 < pooled.std().item() < 1.2 and np.unique(pooled.numpy()).size == pooled.numel()
+
+
+class Recorder(torch.nn.Module):
+    """A stand-in eps network of a 3-class model: eps = (class + 1) * x, the null class (3) giving 10 * x."""
+
+    num_classes, null_class = 3, 3
+
+    def __init__(self):
+        super().__init__()
+        self.labels: list[torch.Tensor] = []
+
+    def forward(self, x, t, y=None):
+        y = torch.full((len(x),), 3) if y is None else y
+        self.labels.append(y.clone())
+        scale = torch.where(y == 3, torch.tensor(10.0), (y + 1).float())
+        return scale.reshape(-1, 1, 1, 1) * x
+
+
+def test_guidance_convention_covers_unconditional_conditional_and_guided():
+    """(1 + w) eps(x, y) - w eps(x, null): w = -1 is the null class, w = 0 the class, w = 2 extrapolates."""
+    net, x, t = Recorder(), torch.ones(2, 1, 2, 2), torch.tensor([5, 5])
+    y = torch.tensor([0, 2])
+    torch.testing.assert_close(sampling.guided(net, y, -1.0)(x, t), 10 * x)
+    torch.testing.assert_close(sampling.guided(net, y, 0.0)(x, t), torch.tensor([1.0, 3.0]).reshape(2, 1, 1, 1) * x)
+    guided = sampling.guided(net, y, 2.0)(x, t)
+    torch.testing.assert_close(guided, (3 * torch.tensor([1.0, 3.0]) - 2 * 10).reshape(2, 1, 1, 1) * x)
+    assert sampling.guided(net, None, 0.0) is net  # an unconditional model is used as is
+
+
+def test_conditional_samples_cycle_through_the_classes_and_the_class_grid_shares_noise():
+    labels = sampling.class_labels(7, 3)
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2, 0] and sampling.class_labels(7, 0) is None
+    net = Recorder()
+    diffusion = GaussianDiffusion(get_betas("linear", 1000, beta_start=1e-4, beta_end=0.02)).respace(3)
+    sampling.generate(net, diffusion, num_images=7, batch_size=4, image_shape=(1, 2, 2), seed=0, device=torch.device("cpu"),
+                      sampler="ddim", eta=0.0, trajectory_images=1, trajectory_frames=2, labels=labels, guidance=0.0)
+    assert torch.cat(net.labels[::3]).tolist() == labels.tolist()  # first step of each batch: the batch's labels
+    grid = sampling.class_grid(Recorder(), diffusion, per_class=2, image_shape=(1, 2, 2), seed=0, device=torch.device("cpu"),
+                               sampler="ddpm", eta=0.0, guidance=0.0)
+    assert grid.shape == (6, 1, 2, 2)
+    # Same x_T and per-step noise for every class: a zero-eps class would reproduce it; here the classes
+    # differ only by eps's scale, so rows differ but each row is a deterministic function of the shared noise.
+    again = sampling.class_grid(Recorder(), diffusion, per_class=2, image_shape=(1, 2, 2), seed=0, device=torch.device("cpu"),
+                                sampler="ddpm", eta=0.0, guidance=0.0)
+    assert torch.equal(grid, again) and not torch.equal(grid[:2], grid[2:4])

@@ -178,3 +178,27 @@ def test_learning_rate_warmup():
     cfg = StudyConfig.from_dict(tiny_params()).train
     assert training.learning_rate(0, cfg) == pytest.approx(cfg.lr / 2)
     assert training.learning_rate(5, cfg) == pytest.approx(cfg.lr)
+
+
+def test_class_conditional_training_resumes_bit_exact_and_drops_labels(tmp_path, monkeypatch):
+    """Labels come with the images; the label drop (classifier-free guidance) is part of the saved random
+    state, so a killed conditional run resumes bit-exactly too; a missing label array is refused."""
+    p = tiny_params()
+    p["model"]["num_classes"] = 10
+    p["train"]["cond_drop_prob"] = 0.5
+    cfg = StudyConfig.from_dict(p)
+    _, kw = setup(tmp_path)
+    kw.update(model_cfg=cfg.model, train_cfg=cfg.train, lineage=lineage.training(cfg, "cosine"),
+              labels=torch.arange(64) % 10)
+    seen = []
+    real_forward = training.UNet.forward
+    monkeypatch.setattr(training.UNet, "forward", lambda self, x, t, y=None: seen.append(y) or real_forward(self, x, t, y))
+    full = training.train(**kw, checkpoint_path=tmp_path / "full.pt")
+    labels = torch.cat([y for y in seen if y is not None])
+    assert len(labels) == 8 * 16 and 0.3 < (labels == 10).float().mean() < 0.7  # about half dropped to the null class
+    assert set(labels[labels != 10].tolist()) <= set(range(10))
+    resumed = kill_and_resume(tmp_path, kw, 6)
+    assert resumed.resumed_from == 4 and same_weights(full.state, resumed.state)
+    assert "class_gains.0.weight" in full.state["ema"]
+    with pytest.raises(ValueError, match="one label per training image"):
+        training.train(**{**kw, "labels": None}, checkpoint_path=tmp_path / "none.pt")

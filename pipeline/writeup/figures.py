@@ -28,10 +28,10 @@ def color(name: str) -> str:
     return _PALETTE[list(schedules.SCHEDULES).index(name) % len(_PALETTE)]
 
 
-def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], squeeze: bool = True):
+def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], squeeze: bool = True, sharey: bool = False):
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze, sharey=sharey)
 
 
 def _save(fig: Figure, name: str) -> str:
@@ -97,14 +97,18 @@ def loss_figures(cfg: StudyConfig) -> tuple[str, str]:
     return _save(fig, "loss.png"), _save(fig2, "loss_by_timestep.png")
 
 
-def sweep_figure(cfg: StudyConfig, sweep: SweepMetrics) -> str:
-    """FID and KID against the number of sampling steps (log x), one curve per schedule and sampler."""
+STYLES = {"ddpm": ("-", "o"), "ddim": ("--", "s"), "sde": ("-.", "v"), "ode": (":", "D")}  # per sampler
+
+
+def sweep_figure(cfg: StudyConfig, sweep: SweepMetrics, w: float = 0.0) -> str:
+    """FID and KID against the number of sampling steps (log x), one curve per schedule and sampler,
+    at guidance weight ``w`` (conditional models; ``guidance_figure`` has the other weights)."""
     fig, axes = _subplots(1, 2, figsize=(11, 4))
-    styles = {"ddpm": ("-", "o"), "ddim": ("--", "s")}
+    styles = STYLES
     steps = sorted(cfg.sweep.steps)
     for name in cfg.schedule:
         for sampler in cfg.sweep.samplers:
-            cells = [sweep.cells[Cell(sampler, s)].scores[name] for s in steps]
+            cells = [sweep.cells[Cell(sampler, s, w)].scores[name] for s in steps]
             line, marker = styles.get(sampler, (":", "^"))
             for ax, key, std in ((axes[0], "fid", "fid_std"), (axes[1], "kid_mean", "kid_std")):
                 ax.errorbar(steps, [getattr(c, key) for c in cells], yerr=[getattr(c, std) for c in cells],
@@ -116,10 +120,30 @@ def sweep_figure(cfg: StudyConfig, sweep: SweepMetrics) -> str:
         ax.set_xticks(steps, [str(s) for s in steps])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
-    axes[0].set(ylabel="FID", title=f"FID ± jackknife std, N = {sweep.num_images}")
+    guided = f", w = {w:g}" if cfg.model.num_classes else ""
+    axes[0].set(ylabel="FID", title=f"FID ± jackknife std, N = {sweep.num_images}{guided}")
     axes[1].set(ylabel="KID", title="KID ± std over subsets")
     axes[1].legend(fontsize=7, ncol=2)
     return _save(fig, "fid_vs_steps.png")
+
+
+def guidance_figure(cfg: StudyConfig, sweep: SweepMetrics, steps: int) -> str:
+    """FID against the classifier-free guidance weight at ``steps`` steps, one panel per sampler."""
+    weights = sorted(cfg.sweep.guidance)
+    samplers = list(cfg.sweep.samplers)
+    fig, axes = _subplots(1, len(samplers), figsize=(4.5 * len(samplers), 3.8), squeeze=False, sharey=True)
+    for ax, sampler in zip(axes[0], samplers):
+        for name in cfg.schedule:
+            cells = [sweep.cells[Cell(sampler, steps, w)].scores[name] for w in weights]
+            ax.errorbar(weights, [c.fid for c in cells], yerr=[c.fid_std for c in cells], marker=STYLES.get(sampler, ("-", "o"))[1],
+                        color=color(name), capsize=3, label=name)
+        ax.axhline(sweep.real_vs_real.fid, color="black", linewidth=1, linestyle=":", label="real vs real (floor)")
+        ax.set(xlabel="guidance weight w (−1 = unconditional)", title=f"{sampler.upper()}, {steps} steps")
+        ax.set_xticks(weights, [f"{w:g}" for w in weights])
+        ax.grid(alpha=0.3)
+    axes[0, 0].set(ylabel=f"FID ± jackknife std, N = {sweep.num_images}")
+    axes[0, -1].legend(fontsize=7)
+    return _save(fig, "fid_vs_guidance.png")
 
 
 def same_noise_figure(cfg: StudyConfig, columns: int = 10) -> str:
@@ -134,13 +158,14 @@ def same_noise_figure(cfg: StudyConfig, columns: int = 10) -> str:
     return _save(fig, "same_noise.png")
 
 
-def trajectory_figure(cfg: StudyConfig) -> str:
-    """x_t of the same seed along the reverse process, per schedule and sampler (the sweep's longest runs)."""
+def trajectory_figure(cfg: StudyConfig, w: float = 0.0) -> str:
+    """x_t of the same seed along the reverse process, per schedule and sampler (the sweep's longest runs, at
+    guidance weight ``w``)."""
     steps = max(cfg.sweep.steps)
     rows = [(name, sampler) for sampler in cfg.sweep.samplers for name in cfg.schedule]
     fig, axes = _subplots(len(rows), 1, figsize=(9, 1.1 * len(rows)), squeeze=False)
     for ax, (name, sampler) in zip(axes[:, 0], rows):
-        trajectory = torch.from_numpy(outputs.read_sweep_array(name, Cell(sampler, steps), "trajectory"))
+        trajectory = torch.from_numpy(outputs.read_sweep_array(name, Cell(sampler, steps, w), "trajectory"))
         ax.imshow(_strip(trajectory[:, 0]), cmap="gray", vmin=0, vmax=255)
         ax.set_ylabel(f"{name}\n{sampler.upper()}", rotation=0, ha="right", va="center")
         ax.set_xticks([]), ax.set_yticks([])

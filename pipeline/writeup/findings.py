@@ -52,19 +52,20 @@ def ranking(table: ScoreTable, names: list[str]) -> str:
 
 
 def few_vs_many_steps(sweep: SweepMetrics, sampler: str, steps: list[int], a: str = "linear",
-                      b: str = "cosine") -> tuple[Pair, Pair]:
+                      b: str = "cosine", w: float = 0.0) -> tuple[Pair, Pair]:
     """Advantage of ``b`` over ``a`` (FID(a) - FID(b), paired) at the fewest and at the most steps."""
-    few, many = (sweep.cells[Cell(sampler, s)] for s in (min(steps), max(steps)))
+    few, many = (sweep.cells[Cell(sampler, s, w)] for s in (min(steps), max(steps)))
     return few.pair(a, b), many.pair(a, b)
 
 
-def nichol_dhariwal_shortening(sweep: SweepMetrics, samplers: list[str], steps: list[int], names: list[str]) -> list[str]:
+def nichol_dhariwal_shortening(sweep: SweepMetrics, samplers: list[str], steps: list[int], names: list[str],
+                               w: float = 0.0) -> list[str]:
     """The expectation drawn from Nichol & Dhariwal (2021): cosine helps mainly when the reverse process is shortened."""
     if not {"linear", "cosine"} <= set(names) or len(steps) < 2:
         return ["Needs linear and cosine and at least two step counts in the sweep; not checked in this run."]
     lines = []
     for sampler in samplers:
-        few, many = few_vs_many_steps(sweep, sampler, steps)
+        few, many = few_vs_many_steps(sweep, sampler, steps, w=w)
         few_s, many_s = fmt_pair(few), fmt_pair(many)
         if few.within_noise:
             verdict = "we do **not** see it: at the fewest steps the two are within noise"
@@ -115,9 +116,9 @@ def placement(anchors: Anchored, table: ScoreTable, names: list[str]) -> str:
             + ", ".join(f"{n} {share[n]:.0%}" for n in sorted(names, key=share.get)) + ".")
 
 
-def sampler_gap(sweep: SweepMetrics, names: list[str], steps: list[int]) -> str:
+def sampler_gap(sweep: SweepMetrics, names: list[str], steps: list[int], w: float = 0.0) -> str:
     """FID(DDIM) - FID(DDPM) over every schedule and step count (same x_T; not paired by the jackknife)."""
-    gaps = [sweep.cells[Cell("ddim", s)].scores[n].fid - sweep.cells[Cell("ddpm", s)].scores[n].fid
+    gaps = [sweep.cells[Cell("ddim", s, w)].scores[n].fid - sweep.cells[Cell("ddpm", s, w)].scores[n].fid
             for n in names for s in steps]
     if all(g > 0 for g in gaps):
         verdict = "DDPM is better than DDIM at every schedule and step count"
@@ -126,3 +127,20 @@ def sampler_gap(sweep: SweepMetrics, names: list[str], steps: list[int]) -> str:
     else:
         verdict = "neither sampler is better everywhere"
     return f"FID(DDIM) − FID(DDPM) ranges from {min(gaps):+.1f} to {max(gaps):+.1f}: {verdict}."
+
+
+def guidance_rankings(sweep: SweepMetrics, sampler: str, steps: int, weights: list[float], names: list[str]) -> list[str]:
+    """The schedule ranking at each guidance weight (w = -1: the conditional model sampled unconditionally),
+    then whether guidance reorders the schedules beyond noise."""
+    lines = [f"w = {w:g}{' (unconditional)' if w == -1 else ' (conditional, unguided)' if w == 0 else ''}: "
+             + ranking(sweep.cells[Cell(sampler, steps, w)], names) for w in weights]
+    if len(weights) > 1 and len(names) > 1:
+        # A pair is "reordered" when it is separated beyond noise at one weight and in the opposite order
+        # beyond noise at another: an order that only changes within noise is not a finding.
+        flips = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                 if {np.sign(p.diff) for w in weights for p in [sweep.cells[Cell(sampler, steps, w)].pair(a, b)]
+                     if not p.within_noise} == {-1.0, 1.0}]
+        lines.append("Guidance reorders " + ", ".join(f"{a} and {b}" for a, b in flips) + " beyond noise." if flips
+                     else "No pair of schedules is separated in opposite orders beyond noise at two weights: guidance "
+                          "changes how good the samples are, not which schedule is better beyond noise.")
+    return lines

@@ -52,26 +52,72 @@ def pairs(table: ScoreTable, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def main_guidance(cfg: StudyConfig) -> float:
+    """The guidance weight the sweep's findings and figures are read at: the main setting's when the sweep
+    has it, else the sweep's first (0 for unconditional models, whose only weight it is)."""
+    return cfg.sample.guidance if cfg.sample.guidance in cfg.sweep.guidance else cfg.sweep.guidance[0]
+
+
+def setting_label(sampler: str, w: float, conditional: bool) -> str:
+    """"DDPM"; conditional models: "DDPM, w = 3" (w = -1: unconditional)."""
+    return sampler.upper() + (f", w = {w:g}" if conditional else "")
+
+
 def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """FID ± std per (schedule, sampler) x steps; the best schedule per cell; and a long CSV form."""
+    """FID ± std per (schedule, sampler, guidance) x steps; the best schedule per cell; and a long CSV form."""
     steps = sorted(cfg.sweep.steps)
+    conditional = cfg.model.num_classes > 0
     wide, best, long = [], [], []
     for sampler in cfg.sweep.samplers:
-        for name in cfg.schedule:
-            row = {"schedule": name, "sampler": sampler.upper()}
+        for w in cfg.sweep.guidance:
+            label = setting_label(sampler, w, conditional)
+            for name in cfg.schedule:
+                row = {"schedule": name, "sampler": label}
+                for s in steps:
+                    c = sweep.cells[Cell(sampler, s, w)].scores[name]
+                    row[f"{s} steps"] = findings.fmt(c.fid, c.fid_std)
+                    long.append({"schedule": name, "sampler": sampler, **({"guidance": w} if conditional else {}),
+                                 "steps": s, "fid": c.fid, "fid_std": c.fid_std, "kid_mean": c.kid_mean,
+                                 "kid_std": c.kid_std})
+                wide.append(row)
             for s in steps:
-                c = sweep.cells[Cell(sampler, s)].scores[name]
-                row[f"{s} steps"] = findings.fmt(c.fid, c.fid_std)
-                long.append({"schedule": name, "sampler": sampler, "steps": s, "fid": c.fid, "fid_std": c.fid_std,
-                             "kid_mean": c.kid_mean, "kid_std": c.kid_std})
-            wide.append(row)
-        for s in steps:
-            cell = sweep.cells[Cell(sampler, s)]
-            winner = min(cfg.schedule, key=lambda n: cell.scores[n].fid)
-            tied = [n for n in cfg.schedule if n != winner and cell.pair(n, winner).within_noise]
-            best.append({"sampler": sampler.upper(), "steps": s, "lowest FID": winner,
-                         "within noise of it": ", ".join(tied) or "none"})
+                cell = sweep.cells[Cell(sampler, s, w)]
+                winner = min(cfg.schedule, key=lambda n: cell.scores[n].fid)
+                tied = [n for n in cfg.schedule if n != winner and cell.pair(n, winner).within_noise]
+                best.append({"sampler": label, "steps": s, "lowest FID": winner,
+                             "within noise of it": ", ".join(tied) or "none"})
     return pd.DataFrame(wide), pd.DataFrame(best), pd.DataFrame(long)
+
+
+def guidance(cfg: StudyConfig, sweep: SweepMetrics, sampler: str, steps: int) -> pd.DataFrame:
+    """FID ± std per schedule against the guidance weight, at one sampler and step count."""
+    return pd.DataFrame([{"schedule": name, **{f"w = {w:g}": findings.fmt(c.fid, c.fid_std)
+                                               for w in cfg.sweep.guidance
+                                               for c in [sweep.cells[Cell(sampler, steps, w)].scores[name]]}}
+                         for name in cfg.schedule])
+
+
+# Label order of the official files (torchvision's ``classes``), for the tables' column heads.
+CLASS_NAMES = {
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    "mnist": tuple(str(d) for d in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
+
+
+def per_class(cfg: StudyConfig, evaluate: EvaluateMetrics) -> pd.DataFrame:
+    """FID against the whole split beside the mean intra-class FID (each class's samples against the split's
+    images of that class), with the real-vs-real floor of both."""
+    pc, names = evaluate.per_class, CLASS_NAMES[cfg.data.dataset]
+    rows = [{"schedule": name, "FID (all classes)": findings.fmt(evaluate.table.scores[name].fid,
+                                                                 evaluate.table.scores[name].fid_std),
+             "mean per-class FID": f"{pc.mean(name):.1f}",
+             **{names[c]: f"{pc.fid[name][c]:.0f}" for c in pc.scored()}} for name in cfg.schedule]
+    rows.append({"schedule": "real vs real (floor)", "FID (all classes)": findings.fmt(evaluate.real_vs_real.fid,
+                                                                                     evaluate.real_vs_real.fid_std),
+                 "mean per-class FID": f"{pc.floor_mean:.1f}", **{names[c]: f"{pc.floor[c]:.0f}" for c in pc.scored()}})
+    return pd.DataFrame(rows)
 
 
 def snr(cfg: StudyConfig) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:

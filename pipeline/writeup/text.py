@@ -26,6 +26,7 @@ class Figures:
     fid_vs_steps: str
     same_noise: str
     trajectory: str
+    guidance: str = ""  # conditional models only
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,20 @@ class Inputs:
     samples: dict[str, outputs.SampleInfo]
     spread_ratios: dict[str, tuple[float, float]]  # tables.spread_ratios of the committed benchmark
     figures: Figures
+
+
+SAMPLER_ORDER = ("ddpm", "ddim", "sde", "ode")
+SAMPLER_TEXT = {
+    "ddpm": "DDPM ancestral sampling (posterior variance β̃, x̂₀ clipped to [−1, 1])",
+    "ddim": "DDIM with eta = {eta:g}",
+    "sde": "SDE: Euler–Maruyama on the reverse-time VP-SDE (Song et al. 2021), one network call per step",
+    "ode": "ODE: Heun's method on the probability-flow ODE, two network calls per step (one on the last)",
+}
+CLASS_EMBEDDING_TEXT = {
+    "multiply": "a per-class gain multiplied into the features entering each decoder level (the seed notes' "
+                "context embedding), the time embedding added in every residual block",
+    "add": "added to the time embedding (as in ADM)",
+}
 
 
 def full_chain_minutes(inputs: Inputs) -> float:
@@ -66,8 +81,12 @@ def write_up(inputs: Inputs) -> str:
     cfg, train, evaluate, sweep, fig = inputs.cfg, inputs.train, inputs.evaluate, inputs.sweep, inputs.figures
     names, steps, samplers = list(cfg.schedule), sorted(cfg.sweep.steps), list(cfg.sweep.samplers)
     s, e, tr = cfg.sample, cfg.evaluate, cfg.train
+    conditional = cfg.model.num_classes > 0
+    w = tables.main_guidance(cfg)  # the sweep's findings are read at this guidance weight
+    at_w = f", w = {w:g}" if conditional else ""
     sample_info = inputs.samples[names[0]]
-    sampler_text = s.sampler.upper() + (f" (eta {s.eta})" if s.sampler == "ddim" else "")
+    sampler_text = (s.sampler.upper() + (f" (eta {s.eta})" if s.sampler == "ddim" else "")
+                    + (f", guidance w = {s.guidance:g}" if conditional else ""))
     ddim_text = "deterministic (eta = 0)" if sweep.eta == 0 else f"stochastic (eta = {sweep.eta:g})"
     train_minutes = sum(train[n].train_time_s for n in names) / 60
     headline = tables.headline(cfg, train, evaluate)
@@ -84,12 +103,12 @@ def write_up(inputs: Inputs) -> str:
         "",
         f"- **At the study's main setting** ({sampler_text}, {s.steps} respaced steps, N = {evaluate.num_images}): "
         + findings.ranking(evaluate.table, names),
-        *[f"- **With {cell_steps} steps, {sampler.upper()}** (N = {sweep.num_images}): "
-          + findings.ranking(sweep.cells[Cell(sampler, cell_steps)], names)
+        *[f"- **With {cell_steps} steps, {sampler.upper()}{at_w}** (N = {sweep.num_images}): "
+          + findings.ranking(sweep.cells[Cell(sampler, cell_steps, w)], names)
           for sampler in samplers for cell_steps in sorted({steps[0], steps[-1]})],
         f"- {findings.placement(evaluate, evaluate.table, names)} Differences between schedules are to be read "
         "against that span.",
-        *([f"- **Samplers** (N = {sweep.num_images}): {findings.sampler_gap(sweep, names, steps)} DDIM here is "
+        *([f"- **Samplers** (N = {sweep.num_images}{at_w}): {findings.sampler_gap(sweep, names, steps, w)} DDIM here is "
            f"{ddim_text}; its samples keep residual noise (trajectory figure). The extended study "
            "([`extended/report/README.md`](../extended/report/README.md), `dvc repro extended/dvc.yaml`) checks "
            "the DDIM step against diffusers, compares sampler variants, follows the gap along a longer training "
@@ -102,7 +121,7 @@ def write_up(inputs: Inputs) -> str:
         "*Expectation drawn from their paper: cosine's advantage over linear is largest when the reverse process is "
         "shortened (few sampling steps) and fades at full length:*",
         "",
-        *[f"- {line}" for line in findings.nichol_dhariwal_shortening(sweep, samplers, steps, names)],
+        *[f"- {line}" for line in findings.nichol_dhariwal_shortening(sweep, samplers, steps, names, w)],
         "",
         "*The end of the linear schedule is wasted:*",
         "",
@@ -118,11 +137,19 @@ def write_up(inputs: Inputs) -> str:
         f"T = {cfg.diffusion.timesteps}. **Training**: {tr.steps} steps of batch {tr.batch_size} "
         f"({tr.steps * tr.batch_size:,} images), AdamW lr {tr.lr:g}, EMA {tr.ema_decay}; samples come from the "
         f"EMA weights. One training seed ({cfg.seed}) per schedule (more seeds: the extended study).",
-        f"- **Samplers**: DDPM ancestral sampling on respaced timesteps (posterior variance β̃, x̂₀ clipped to "
-        f"[−1, 1]) and DDIM with eta = {cfg.sweep.eta:g}; respacing keeps t = T − 1, so every run starts from noise.",
+        f"- **Samplers** ({', '.join(x.upper() for x in SAMPLER_ORDER if x in {*samplers, s.sampler})}): "
+        + "; ".join(SAMPLER_TEXT[x].format(eta=cfg.sweep.eta) for x in SAMPLER_ORDER if x in {*samplers, s.sampler})
+        + ". All run on the same respaced timesteps from the same x_T; respacing keeps t = T − 1, so every run "
+        "starts from noise.",
+        *([f"- **Conditioning**: {cfg.model.num_classes} classes, the class embedding "
+           + CLASS_EMBEDDING_TEXT[cfg.model.class_embedding] + f"; labels replaced by a null class with probability "
+           f"{tr.cond_drop_prob:g} in training. Classifier-free guidance (Ho & Salimans 2021): ε = (1 + w) ε(x, c) − "
+           "w ε(x, ∅); w = −1 samples the same model unconditionally, w = 0 conditionally without guidance. Sampled "
+           "classes cycle 0, 1, …, K−1, so every class has N/K samples."] if conditional else []),
         f"- **Main setting**: {sampler_text}, {sample_info.steps} steps, N = {evaluate.num_images} samples per schedule. "
-        f"**Sweep**: {', '.join(x.upper() for x in samplers)} at {', '.join(map(str, steps))} steps, "
-        f"N = {sweep.num_images} per cell."
+        f"**Sweep**: {', '.join(x.upper() for x in samplers)} at {', '.join(map(str, steps))} steps"
+        + (f", guidance w ∈ {{{', '.join(f'{g:g}' for g in cfg.sweep.guidance)}}}" if conditional else "")
+        + f", N = {sweep.num_images} per cell."
         + (f" The full {cfg.diffusion.timesteps}-step chain is not in this sweep: at the measured sampling speed it "
            f"would take about {full_chain_minutes(inputs):.0f} min per schedule and sampler here (add it to "
            "`sweep.steps` on a GPU)." if max(steps) < cfg.diffusion.timesteps else ""),
@@ -173,6 +200,7 @@ def write_up(inputs: Inputs) -> str:
         "All cells, with KID: [`sweep.csv`](sweep.csv); per-cell paired differences: "
         "`metrics/sweep.json`. `dvc plots show` draws the same curves from `plots/sweep/`.",
         "",
+        *(conditional_section(inputs) if conditional else []),
         "## Where the schedules differ",
         "",
         f"![alpha_bar and log-SNR]({fig.schedules})",
@@ -211,3 +239,39 @@ def write_up(inputs: Inputs) -> str:
         "floating-point rounding, hence the trained weights and the FIDs at the level of the spreads above.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def conditional_section(inputs: Inputs) -> list[str]:
+    """Class-conditional models: the schedules per class and under guidance, and the per-class grids."""
+    cfg, evaluate, sweep = inputs.cfg, inputs.evaluate, inputs.sweep
+    names, most = list(cfg.schedule), max(cfg.sweep.steps)
+    sampler = cfg.sweep.samplers[0]
+    return [
+        "## Conditional generation: per class and under guidance",
+        "",
+        f"Main setting, N = {evaluate.num_images} ({evaluate.num_images // cfg.model.num_classes} per class): FID "
+        "against the whole real split, and per class (the class's samples against the split's images of that class, "
+        "a few dozen each, so every per-class FID is far above its 50k value; read them against the floor row).",
+        "",
+        tables.markdown(tables.per_class(cfg, evaluate)),
+        "",
+        f"Guidance sweep (N = {sweep.num_images}, FID against the whole real split):",
+        "",
+        f"![FID against guidance]({inputs.figures.guidance})",
+        "",
+        *[part for x in cfg.sweep.samplers for part in (f"**{x.upper()}, {most} steps**", "",
+                                                         tables.markdown(tables.guidance(cfg, sweep, x, most)), "")],
+        f"Schedule ranking against the guidance weight ({sampler.upper()}, {most} steps):",
+        "",
+        *[f"- {line}" for line in findings.guidance_rankings(sweep, sampler, most, sorted(cfg.sweep.guidance), names)],
+        "",
+        "One row per class, top to bottom in label order ("
+        + ", ".join(tables.CLASS_NAMES[cfg.data.dataset]) + "); every row starts from the same noise, so a column "
+        f"shows one x_T under each label ({cfg.sample.sampler.upper()}, {cfg.sample.steps} steps, w = "
+        f"{cfg.sample.guidance:g}):",
+        "",
+        "| " + " | ".join(names) + " |",
+        "|" + "---|" * len(names),
+        "| " + " | ".join(f"![{n} per class](classes_{n}.png)" for n in names) + " |",
+        "",
+    ]

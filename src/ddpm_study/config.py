@@ -23,8 +23,11 @@ from .errors import ConfigError
 from .schedules import SCHEDULES, get_betas
 from .strict import build, plain, require
 
-# (channels, height/width) of each data set's images.
+# (channels, height/width) of each data set's images, and its number of classes.
 IMAGE_SHAPES = {"fashion_mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
+NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10}
+# How the class enters the U-Net (``unet.UNet``): multiplied into the decoder levels, or added to the time embedding.
+CLASS_EMBEDDINGS = ("multiply", "add")
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,13 @@ class ModelConfig:
     attention_heads: int
     norm_groups: int
     dropout: float
+    num_classes: int  # 0 = unconditional; else class-conditional with a null class for guidance
+    class_embedding: str
 
     def check(self) -> None:
+        require(self.num_classes >= 0, "model.num_classes", self.num_classes, "an integer >= 0 (0 = unconditional)")
+        require(self.class_embedding in CLASS_EMBEDDINGS, "model.class_embedding", self.class_embedding,
+                 f"one of {', '.join(CLASS_EMBEDDINGS)}")
         require(self.base_channels > 0, "model.base_channels", self.base_channels, "an integer > 0")
         require(len(self.channel_mults) > 0 and all(m > 0 for m in self.channel_mults),
                  "model.channel_mults", list(self.channel_mults), "a non-empty list of integers > 0")
@@ -82,6 +90,7 @@ class TrainConfig:
     log_every: int
     checkpoint_every: int
     loss_buckets: int
+    cond_drop_prob: float  # class-conditional models: P(label -> null class), for classifier-free guidance
 
     def check(self) -> None:
         for key in ("steps", "batch_size", "log_every", "checkpoint_every", "loss_buckets"):
@@ -91,6 +100,7 @@ class TrainConfig:
         require(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "an integer >= 0")
         require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "a number > 0")
         require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "a number in [0, 1)")
+        require(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", self.cond_drop_prob, "a number in [0, 1)")
         # Checkpoints fall on log boundaries so a resumed run logs exactly what an uninterrupted one does.
         require(self.checkpoint_every % self.log_every == 0, "train.checkpoint_every", self.checkpoint_every,
                  f"a multiple of train.log_every ({self.log_every})")
@@ -105,6 +115,7 @@ class SampleConfig:
     batch_size: int
     grid_images: int
     gif_frames: int
+    guidance: float  # classifier-free guidance weight w (Ho & Salimans): see ``sampling.guided``
 
     def check(self, timesteps: int) -> None:
         require(self.sampler in SAMPLERS, "sample.sampler", self.sampler, f"one of {', '.join(SAMPLERS)}")
@@ -114,6 +125,8 @@ class SampleConfig:
         for key in ("num_images", "batch_size", "grid_images"):
             require(getattr(self, key) > 0, f"sample.{key}", getattr(self, key), "an integer > 0")
         require(self.gif_frames >= 2, "sample.gif_frames", self.gif_frames, "an integer >= 2")
+        require(self.guidance >= -1, "sample.guidance", self.guidance,
+                 "a number >= -1 (-1 = unconditional, 0 = conditional, > 0 = guided)")
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,7 @@ class SweepConfig:
 
     samplers: tuple[str, ...]
     steps: tuple[int, ...]
+    guidance: tuple[float, ...]
     eta: float
     num_images: int
     batch_size: int
@@ -152,6 +166,10 @@ class SweepConfig:
                      f"an integer in [1, diffusion.timesteps = {timesteps}]")
         require(len(self.steps) > 0 and len(set(self.steps)) == len(self.steps), "sweep.steps", list(self.steps),
                  "a non-empty list of distinct step counts")
+        for i, w in enumerate(self.guidance):
+            require(w >= -1, f"sweep.guidance[{i}]", w, "a number >= -1 (-1 = unconditional, 0 = conditional)")
+        require(len(self.guidance) > 0 and len(set(self.guidance)) == len(self.guidance), "sweep.guidance",
+                 list(self.guidance), "a non-empty list of distinct guidance weights")
         require(self.eta >= 0, "sweep.eta", self.eta, "a number >= 0")
         require(self.batch_size > 0, "sweep.batch_size", self.batch_size, "an integer > 0")
         # FID against the real reference split; the floor at this N is a subset of the floor split.
@@ -213,8 +231,19 @@ class StudyConfig:
         require(size % 2**halvings == 0, "model.channel_mults", list(self.model.channel_mults),
                  f"at most {_max_halvings(size) + 1} levels: {self.data.dataset} images are {size}x{size} "
                  f"and the U-Net halves them {halvings} times")
+        classes = NUM_CLASSES[self.data.dataset]
+        require(self.model.num_classes in (0, classes), "model.num_classes", self.model.num_classes,
+                 f"0 (unconditional) or {classes} (the classes of {self.data.dataset})")
         self.train.check()
         self.sample.check(self.diffusion.timesteps)
+        if self.model.num_classes:  # the per-class FID needs two samples of every class at least
+            require(self.sample.num_images >= 2 * self.model.num_classes, "sample.num_images", self.sample.num_images,
+                     f"at least 2 per class (2 * model.num_classes = {2 * self.model.num_classes}) for the per-class FID")
+        else:  # guidance needs a class-conditional model
+            require(self.sample.guidance == 0, "sample.guidance", self.sample.guidance,
+                     "0 for an unconditional model (model.num_classes = 0)")
+            require(self.sweep.guidance == (0.0,), "sweep.guidance", list(self.sweep.guidance),
+                     "[0] for an unconditional model (model.num_classes = 0)")
         self.evaluate.check(self.sample.num_images)
         self.sweep.check(self.diffusion.timesteps, self.evaluate, self.sample.num_images)
         self.tracking.check()

@@ -1,4 +1,4 @@
-"""Gaussian diffusion maths (Ho et al. 2020; DDIM, Song et al. 2021), paper notation.
+"""Gaussian diffusion maths (Ho et al. 2020; DDIM, Song et al. 2021; the SDE view, Song et al. 2021b), paper notation.
 
 Timesteps are 0-based indices: ``t = 0`` is the paper's step 1 and ``t = T - 1`` its step T.
 Coefficients are computed once in float64 with numpy and gathered per batch with ``_extract``.
@@ -19,8 +19,9 @@ import torch
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # The reverse samplers ``sample_loop`` runs: "ddpm" is ancestral sampling (``p_sample``), "ddim"
-# is ``ddim_sample`` with its eta. A new sampler is a step method plus a name here.
-SAMPLERS = ("ddpm", "ddim")
+# is ``ddim_sample`` with its eta, "sde" Euler-Maruyama on the reverse VP-SDE (``sde_sample``),
+# "ode" Heun on the probability-flow ODE (``ode_sample``). A new sampler is a step method plus a name here.
+SAMPLERS = ("ddpm", "ddim", "sde", "ode")
 
 
 def _extract(arr: torch.Tensor, t: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
@@ -154,6 +155,57 @@ class GaussianDiffusion:
         nonzero = (t != 0).float().reshape(-1, *([1] * (x_t.dim() - 1)))
         return {"sample": mean + nonzero * sigma * noise, "pred_x0": out["pred_x0"]}
 
+    # --- the SDE view (Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole 2021, "Score-based generative
+    # modeling through stochastic differential equations"; "Song 2021b" below) ----------------------
+    # DDPM is the discretisation of the VP-SDE  dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw  (eq. 11) with
+    # beta(t_i) dt = beta_i on this diffusion's (possibly respaced) timesteps. Its score is
+    # grad_x log p_t(x) = -eps(x, t) / sqrt(1 - alpha_bar_t), so the noise-prediction net serves both.
+    def score(self, model: Model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """s_theta(x_t, t) = -eps_theta(x_t, t) / sqrt(1 - alpha_bar_t)."""
+        return -self.predict_eps(model, x_t, t) / _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape)
+
+    def sde_sample(self, model: Model, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Euler-Maruyama step of the reverse-time VP-SDE (Song 2021b, eq. 6 with eq. 11), t -> t - 1.
+
+        dx = [-1/2 beta(t) x - beta(t) grad log p_t(x)] dt + sqrt(beta(t)) dw_bar, stepped with
+        beta(t) dt = beta_t:  x_{t-1} = x_t + beta_t (x_t / 2 + s_theta(x_t, t)) + sqrt(beta_t) z.
+        Ancestral sampling with the same score (Song 2021b, eq. 47; Ho et al. eq. 11 with variance
+        beta_t) is x_{t-1} = (x_t + beta_t s_theta) / sqrt(1 - beta_t) + sqrt(beta_t) z; as
+        1 / sqrt(1 - beta) = 1 + beta / 2 + O(beta^2), the two steps differ by O(beta_t^2): ancestral
+        sampling *is* Euler-Maruyama to first order (checked numerically in tests/test_samplers.py).
+        As in `p_sample`, the last step (t = 0) adds no noise.
+        """
+        beta = _extract(self.betas, t, x_t.shape)
+        mean = x_t + beta * (0.5 * x_t + self.score(model, x_t, t))
+        nonzero = (t != 0).float().reshape(-1, *([1] * (x_t.dim() - 1)))
+        return {"sample": mean + nonzero * beta.sqrt() * noise}
+
+    def ode_sample(self, model: Model, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One Heun (explicit trapezoidal, 2nd order) step of the probability-flow ODE, t -> t - 1.
+
+        The probability-flow ODE of the VP-SDE, dx = -1/2 beta(t) [x + grad log p_t(x)] dt (Song 2021b,
+        eq. 13), written in y = x / sqrt(alpha_bar) and sigma = sqrt((1 - alpha_bar) / alpha_bar), is
+        dy/dsigma = eps(x, t) (DDIM paper, eq. 14; Karras et al. 2022, eq. 4 with s = sqrt(alpha_bar)):
+        its Euler step is DDIM with eta = 0 (less the x_0 clipping). Heun's method on it is EDM's
+        sampler (Karras et al. 2022, alg. 1): an Euler predictor to t - 1, the slope there, the mean of
+        the two slopes; two network calls per step. The step to the data (sigma = 0) is a plain Euler
+        step, as in EDM, and removes the predicted noise exactly. Deterministic: ``noise`` is unused.
+        """
+        sigma = _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape)
+        alpha_bar_prev = _extract(self.alphas_cumprod_prev, t, x_t.shape)
+        sigma_prev = torch.sqrt(1.0 / alpha_bar_prev - 1.0)
+        y = x_t * _extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape)
+        d = self.predict_eps(model, x_t, t)
+        y_next = y + (sigma_prev - sigma) * d
+        if int(t.min()) > 0:  # the whole batch shares t in `sample_loop`
+            d_next = self.predict_eps(model, y_next * alpha_bar_prev.sqrt(), t - 1)
+            y_next = y + (sigma_prev - sigma) * 0.5 * (d + d_next)
+        return {"sample": y_next * alpha_bar_prev.sqrt()}
+
+    def model_calls(self, sampler: str) -> int:
+        """Network evaluations of one full reverse pass with ``sampler`` (Heun: 2 per step, 1 on the last)."""
+        return 2 * self.num_timesteps - 1 if sampler == "ode" else self.num_timesteps
+
     @torch.no_grad()
     def sample_loop(
         self,
@@ -167,7 +219,8 @@ class GaussianDiffusion:
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the reverse process from ``x_T`` [B, C, H, W] over all of this diffusion's timesteps.
 
-        ``sampler`` is "ddpm" (ancestral, ``p_sample``) or "ddim" (``ddim_sample`` with ``eta``).
+        ``sampler`` is "ddpm" (ancestral, ``p_sample``), "ddim" (``ddim_sample`` with ``eta``), "sde"
+        (``sde_sample``) or "ode" (``ode_sample``); every sampler draws the same per-step noise.
         The per-step noise comes from ``generator`` (on the device of ``x_T``), so two runs with
         the same generator state and ``x_T`` draw the same noise. Returns the final samples and,
         if ``record_every`` > 0, the states x_t every ``record_every`` steps plus the final one.
@@ -182,8 +235,12 @@ class GaussianDiffusion:
             noise = torch.randn(x.shape, generator=generator, device=x.device)
             if sampler == "ddpm":
                 x = self.p_sample(model, x, t, noise)["sample"]
-            else:
+            elif sampler == "ddim":
                 x = self.ddim_sample(model, x, t, noise, eta)["sample"]
+            elif sampler == "sde":
+                x = self.sde_sample(model, x, t, noise)["sample"]
+            else:
+                x = self.ode_sample(model, x, t, noise)["sample"]
             if record_every and (n % record_every == 0 or n == len(indices)):
                 frames.append(x.cpu())
             if on_step is not None:

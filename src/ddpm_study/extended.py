@@ -55,6 +55,9 @@ class ExtendedConfig:
         """What the extended study needs of the main one, checked by the extended stages before any work
         but not by the `check` gate: a main-study experiment such as ``dvc exp run -S schedule=cosine``
         or ``-S train.log_every=7`` must not fail on the extended study's values."""
+        # Its stages train and sample without labels: the extended study is about the unconditional models.
+        require(study.model.num_classes == 0, "model.num_classes", study.model.num_classes,
+                "0 for the extended study (extended/dvc.yaml studies unconditional models)")
         listed = ", ".join(study.schedule)
         for i, name in enumerate(self.seeds.schedules):  # seed `seed` of each is the main study's model
             require(name in study.schedule, f"extended.seeds.schedules[{i}]", name,

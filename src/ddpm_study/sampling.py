@@ -1,14 +1,15 @@
 """Sampling from a trained model and the pictures a schedule study shows.
 
 Initial noise and per-step noise depend only on (seed, batch index), never on the schedule, so
-the four schedules denoise *the same* x_T and their grids compare side by side.
+the four schedules denoise *the same* x_T and their grids compare side by side. A class-conditional
+model samples the classes in turn (image i has class i mod K) under classifier-free guidance.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torchvision.utils as vutils
@@ -25,6 +26,35 @@ from .runtime import derived_seed
 class Samples:
     images: torch.Tensor  # uint8 [N, C, H, W]
     trajectory: torch.Tensor  # uint8 [frames, G, C, H, W]: x_t of the first G images, from x_T to x_0
+
+
+def guided(model: torch.nn.Module, y: Optional[torch.Tensor], w: float) -> Model:
+    """eps for sampling class ``y`` [B] with classifier-free guidance weight ``w`` (Ho & Salimans 2021, eq. 6).
+
+    eps~(x, t) = (1 + w) eps(x, t, y) - w eps(x, t, null). One convention covers the three uses:
+    w = 0 samples the conditional model, w > 0 guides (Ho & Salimans report FID best near w = 0.3 on
+    ImageNet 64, sharper but less diverse samples beyond), and w = -1 is the *unconditional* model
+    (the null class), which the same network learned through ``train.cond_drop_prob``. Conditional
+    and unconditional passes run as one batch. ``y`` None: an unconditional model, used as is.
+    """
+    if y is None:
+        return model
+    if w == -1:
+        return lambda x, t: model(x, t, None)
+    if w == 0:
+        return lambda x, t: model(x, t, y)
+    null = torch.full_like(y, model.null_class)
+
+    def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        cond, uncond = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        return (1 + w) * cond - w * uncond
+
+    return eps
+
+
+def class_labels(num_images: int, num_classes: int) -> Optional[torch.Tensor]:
+    """Balanced labels, image i of class i mod ``num_classes``; None for an unconditional model (0)."""
+    return torch.arange(num_images) % num_classes if num_classes else None
 
 
 def batch_generator(seed: int, batch: int, device: torch.device) -> torch.Generator:
@@ -45,17 +75,24 @@ def generate(
     eta: float,
     trajectory_images: int,
     trajectory_frames: int,
+    labels: Optional[torch.Tensor] = None,
+    guidance: float = 0.0,
     on_step: Callable[[int], None] = lambda n: None,
 ) -> Samples:
-    """``num_images`` samples in batches; the first batch also records a trajectory of ``trajectory_frames`` states."""
+    """``num_images`` samples in batches; the first batch also records a trajectory of ``trajectory_frames`` states.
+
+    ``labels`` [num_images]: the classes to sample from a conditional model, with guidance weight
+    ``guidance`` (``guided``); None for an unconditional one.
+    """
     images, trajectory = [], None
     record_every = max(1, diffusion.num_timesteps // (trajectory_frames - 1))
     for b, start in enumerate(range(0, num_images, batch_size)):
         n = min(batch_size, num_images - start)
         gen = batch_generator(seed, b, device)
         x_T = torch.randn((n, *image_shape), generator=gen, device=device)
+        y = None if labels is None else labels[start : start + n].to(device)
         x0, frames = diffusion.sample_loop(
-            model, x_T, gen, sampler=sampler, eta=eta, record_every=record_every if b == 0 else 0, on_step=on_step
+            guided(model, y, guidance), x_T, gen, sampler=sampler, eta=eta, record_every=record_every if b == 0 else 0, on_step=on_step
         )
         if not torch.isfinite(x0).all():  # NaNs would silently become pixels and poison FID
             raise NonFiniteSamples(f"sampling produced non-finite values in batch {b}; the model is unusable")
@@ -63,6 +100,22 @@ def generate(
         if b == 0:
             trajectory = torch.stack([to_uint8(f[:trajectory_images]) for f in frames])
     return Samples(images=torch.cat(images), trajectory=trajectory)
+
+
+def class_grid(model: torch.nn.Module, diffusion: GaussianDiffusion, *, per_class: int, image_shape: tuple[int, int, int],
+               seed: int, device: torch.device, sampler: str, eta: float, guidance: float) -> torch.Tensor:
+    """``per_class`` samples of every class, uint8 [K * per_class, C, H, W], class by class.
+
+    Every class starts from the same x_T and draws the same per-step noise (one seed), so a column of
+    the grid is one noise sample rendered as each class.
+    """
+    rows = []
+    for c in range(model.num_classes):
+        labels = torch.full((per_class,), c, dtype=torch.long)
+        rows.append(generate(model, diffusion, num_images=per_class, batch_size=per_class, image_shape=image_shape,
+                             seed=seed, device=device, sampler=sampler, eta=eta, trajectory_images=1,
+                             trajectory_frames=2, labels=labels, guidance=guidance).images)
+    return torch.cat(rows)
 
 
 def save_grid(images_uint8: torch.Tensor, path: Path, nrow: int | None = None) -> None:

@@ -40,6 +40,8 @@ def build_model(cfg: ModelConfig, in_channels: int) -> UNet:
         attention_heads=cfg.attention_heads,
         norm_groups=cfg.norm_groups,
         dropout=cfg.dropout,
+        num_classes=cfg.num_classes,
+        class_embedding=cfg.class_embedding,
     )
 
 
@@ -96,6 +98,7 @@ def train(
     schedule: str,
     diffusion: GaussianDiffusion,
     images: torch.Tensor,
+    labels: Optional[torch.Tensor] = None,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     seed: int,
@@ -107,6 +110,9 @@ def train(
 ) -> TrainResult:
     """Train eps_theta on ``images`` (uint8 [N, C, H, W]) with the simple loss; resume when possible.
 
+    A class-conditional model (``model_cfg.num_classes`` > 0) needs ``labels`` [N]; each batch's labels
+    become the null class with probability ``train_cfg.cond_drop_prob`` (classifier-free guidance).
+
     A checkpoint at ``checkpoint_path`` whose lineage fingerprint equals that of ``lineage`` is
     resumed (or returned as is when finished); any other one is replaced by a fresh run.
     ``on_log`` receives a row every ``log_every`` steps: step, loss, lr, images_per_s and
@@ -115,6 +121,9 @@ def train(
     from .data import to_model_range
 
     lineage_id = fingerprint(lineage)
+    conditional = model_cfg.num_classes > 0
+    if conditional and (labels is None or len(labels) != len(images)):
+        raise ValueError(f"a class-conditional model needs one label per training image ({len(images)})")
     seed_everything(seed)
     model = build_model(model_cfg, images.shape[1]).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -164,8 +173,14 @@ def train(
         x0 = to_model_range(images[idx]).to(device)
         t = torch.randint(0, T, (x0.shape[0],), device=device, generator=noise_gen)
         eps = torch.randn(x0.shape, device=device, generator=noise_gen)
+        net = model
+        if conditional:  # drawn only here, so an unconditional run's random streams are what they always were
+            y = labels[idx].to(device)
+            drop = torch.rand(y.shape, device=device, generator=noise_gen) < train_cfg.cond_drop_prob
+            y = torch.where(drop, torch.full_like(y, model_cfg.num_classes), y)
+            net = lambda x, t: model(x, t, y)  # noqa: E731 (binds this batch's labels)
 
-        losses = diffusion.training_losses(model, x0, t, eps)
+        losses = diffusion.training_losses(net, x0, t, eps)
         loss = losses.mean()
         if not torch.isfinite(loss):  # a CPU-GPU sync point; cheap next to a U-Net step
             raise TrainingDiverged(schedule, step + 1, loss.item())
