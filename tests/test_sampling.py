@@ -91,8 +91,20 @@ def test_conditional_samples_cycle_through_the_classes_and_the_class_grid_shares
     grid = sampling.class_grid(Recorder(), diffusion, per_class=2, image_shape=(1, 2, 2), seed=0, device=torch.device("cpu"),
                                sampler="ddpm", eta=0.0, guidance=0.0)
     assert grid.shape == (6, 1, 2, 2)
-    # Same x_T and per-step noise for every class: a zero-eps class would reproduce it; here the classes
-    # differ only by eps's scale, so rows differ but each row is a deterministic function of the shared noise.
+    # Reproducible, and the class changes the row.
     again = sampling.class_grid(Recorder(), diffusion, per_class=2, image_shape=(1, 2, 2), seed=0, device=torch.device("cpu"),
                                 sampler="ddpm", eta=0.0, guidance=0.0)
     assert torch.equal(grid, again) and not torch.equal(grid[:2], grid[2:4])
+    # A net that ignores the class: every row is then the same, so each row got the same x_T and
+    # per-step noise; the columns (different noise) differ.
+    blind = sampling.class_grid(ClassBlind(), diffusion, per_class=2, image_shape=(1, 2, 2), seed=0,
+                                device=torch.device("cpu"), sampler="ddpm", eta=0.0, guidance=1.0)
+    assert all(torch.equal(blind[:2], blind[2 * c: 2 * c + 2]) for c in range(3))
+    assert not torch.equal(blind[0], blind[1])
+
+
+class ClassBlind(torch.nn.Module):
+    num_classes, null_class = 3, 3
+
+    def forward(self, x, t, y=None):
+        return 0.1 * x
