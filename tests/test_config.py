@@ -71,6 +71,12 @@ BAD = [
     ("sweep.num_images", 20, ["sweep.num_images", "20", "evaluate.jackknife_groups) = 100"]),
     ("sweep.eta", -0.5, ["sweep.eta", ">= 0"]),
     ("sample.sampler", "euler", ["sample.sampler", "'euler'", "one of ddpm, ddim"]),
+    ("model.num_classes", 7, ["model.num_classes", "7", "0 (unconditional) or 10 (the classes of fashion_mnist)"]),
+    ("model.num_classes", -1, ["model.num_classes", "-1", ">= 0"]),
+    ("model.class_embedding", "concat", ["model.class_embedding", "'concat'", "one of multiply, add"]),
+    ("train.cond_drop_prob", 1.0, ["train.cond_drop_prob", "1.0", "[0, 1)"]),
+    ("sample.guidance", 1.0, ["sample.guidance", "1.0", "0 for an unconditional model"]),
+    ("sweep.guidance", [0.0, 3.0], ["sweep.guidance", "[0] for an unconditional model"]),
     # The schedules section is checked against the registry's parameter specs.
     ("schedules.exponential", {"rate": 1.0}, ["schedules.exponential", "unknown key", "linear, quadratic, sigmoid, cosine"]),
     ("schedules.cosine", DELETE, ["schedules.cosine", "missing key"]),
@@ -80,6 +86,26 @@ BAD = [
     ("schedules.cosine.max_beta", 1.0, ["schedules.cosine.max_beta", "1.0", "(0, 1)"]),
     ("schedules.linear.beta_end", "big", ["schedules.linear.beta_end", "'big'", "a number"]),
 ]
+
+
+# A class-conditional configuration's own checks (model.num_classes = 10 set first).
+BAD_CONDITIONAL = [
+    ("sample.guidance", -2.0, ["sample.guidance", "-2.0", ">= -1"]),
+    ("sweep.guidance", [0.0, -3.0], ["sweep.guidance[1]", "-3.0", ">= -1"]),
+    ("sweep.guidance", [1.0, 1.0], ["sweep.guidance", "distinct"]),
+    ("sample.num_images", 15, ["sample.num_images", "15", "2 * model.num_classes = 20"]),
+]
+
+
+@pytest.mark.parametrize("key,value,words", BAD_CONDITIONAL, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD_CONDITIONAL])
+def test_bad_conditional_input_is_one_clear_line(key, value, words):
+    p = copy.deepcopy(default_params())
+    _set(p, "model.num_classes", 10)
+    StudyConfig.from_dict(p)  # the conditional defaults are valid
+    _set(p, key, value)
+    with pytest.raises(ConfigError) as err:
+        StudyConfig.from_dict(p)
+    assert "\n" not in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
 
 
 @pytest.mark.parametrize("key,value,words", BAD, ids=[f"{k}={v!r}"[:40] for k, v, _ in BAD])
