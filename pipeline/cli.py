@@ -46,10 +46,10 @@ def prepare(params: Path = ParamsOption) -> None:
 
 @app.command()
 def train(params: Path = ParamsOption) -> None:
-    """Train one U-Net DDPM per listed schedule (GPU when present); resumes from models/<schedule>/checkpoint.pt."""
+    """Train one U-Net DDPM per listed schedule (GPU when present; train.processes > 1: torchrun, data-parallel); resumes from models/<schedule>/checkpoint.pt."""
     from . import train as stage
 
-    _run(stage.run, params)
+    _run(lambda cfg: stage.run(cfg, params), params)
 
 
 @app.command()
@@ -106,6 +106,14 @@ def check(params: Path = ParamsOption) -> None:
     from . import check as stage
 
     _run(lambda cfg: stage.run(cfg, params), params)
+
+
+@app.command()
+def backfill(params: Path = ParamsOption) -> None:
+    """Not a stage: record the study in DVC's files (e.g. after `dvc pull`) in the MLflow store, as its stages would have."""
+    from . import backfill as command
+
+    _run(command.run, params)
 
 
 # The extended study (extended/dvc.yaml): `dvc repro extended/dvc.yaml`. Its stages read the

@@ -86,3 +86,12 @@ def complete_schedule_runs(cfg: StudyConfig, stage: str) -> None:
     for name in cfg.schedule:
         with tracking.schedule_run(cfg, name) as run:
             backfill(run, name, stage)
+
+
+def record_execution(cfg: StudyConfig, fill: bool = False) -> None:
+    """The execution's parent run: each schedule's FID as ``<schedule>/fid`` (one chart for the whole
+    study in the UI) and the write-up's files."""
+    scores = outputs.read_evaluate_metrics().table.scores
+    with tracking.execution_run(cfg) as run:
+        run.log_metrics({f"{n}/fid": scores[n].fid for n in cfg.schedule}, fill=fill)
+        run.log_artifacts(sorted(outputs.REPORTS_DIR.iterdir()), "report", fill=fill)

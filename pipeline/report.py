@@ -14,7 +14,7 @@ from pathlib import Path
 from ddpm_study.config import StudyConfig
 from ddpm_study.files import atomic_path, write_text
 
-from . import outputs, records, tracking
+from . import outputs, records
 from .writeup import figures, tables, text
 
 SPREAD_BENCHMARK = Path("benchmarks/spread_vs_redraws.json")  # written by benchmarks/spread_vs_redraws.py
@@ -60,6 +60,4 @@ def run(cfg: StudyConfig) -> None:
     write_text(outputs.REPORT, text.write_up(inputs))
 
     records.complete_schedule_runs(cfg, "report")
-    with tracking.execution_run(cfg) as run:
-        run.log_metrics({f"{n}/fid": inputs.evaluate.table.scores[n].fid for n in names})
-        run.log_artifacts(sorted(outputs.REPORTS_DIR.iterdir()), "report")
+    records.record_execution(cfg)

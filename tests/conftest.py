@@ -71,7 +71,7 @@ def fashion_mnist_dir() -> Path:
 
 
 # --- helpers for the tests that run the real pipeline in a temporary repository ----------------
-PROJECT_FILES = ["dvc.yaml", "extended/dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "src",
+PROJECT_FILES = ["dvc.yaml", "extended/dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "dvc_plots", "src",
                  "pipeline", "benchmarks/spread_vs_redraws.json", "benchmarks/ddim_variants.json"]
 
 
@@ -111,3 +111,19 @@ def mlflow_runs(repo: Path):
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("ddpm-schedules")
     return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def run_queue(repo: Path, env: dict, jobs: int, timeout_s: float = 900) -> str:
+    """`dvc queue start -j jobs`, wait until nothing is queued or running, stop the workers; the final status."""
+    import time
+
+    sh(f"dvc queue start -j {jobs}", repo, env)
+    deadline = time.time() + timeout_s
+    while True:
+        status = sh("dvc queue status", repo, env).stdout
+        if "Running" not in status and "Queued" not in status:
+            break
+        assert time.time() < deadline, status
+        time.sleep(5)
+    sh("dvc queue stop", repo, env, check=False)
+    return status

@@ -75,6 +75,8 @@ BAD = [
     ("model.num_classes", -1, ["model.num_classes", "-1", ">= 0"]),
     ("model.class_embedding", "concat", ["model.class_embedding", "'concat'", "one of multiply, add"]),
     ("train.cond_drop_prob", 1.0, ["train.cond_drop_prob", "1.0", "[0, 1)"]),
+    ("train.processes", 0, ["train.processes", "0", ">= 1"]),
+    ("train.processes", 3, ["train.processes", "3", "a divisor of train.batch_size (64)"]),
     ("sample.guidance", 1.0, ["sample.guidance", "1.0", "0 for an unconditional model"]),
     ("sweep.guidance", [0.0, 3.0], ["sweep.guidance", "[0] for an unconditional model"]),
     # The schedules section is checked against the registry's parameter specs.

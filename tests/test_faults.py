@@ -11,13 +11,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Optional
 
 import pytest
 import torch
 import yaml
 
-from conftest import ROOT, make_repo, mlflow_runs, sh, tiny_params
+from conftest import ROOT, make_repo, mlflow_runs, run_queue, sh, tiny_params
 from ddpm_study.files import atomic_path, write_text
 
 def long_tiny_params(**train) -> dict:
@@ -172,15 +174,7 @@ def test_queued_experiments_run_in_parallel_into_one_store(tmp_path, torch_home,
     sh("git add -A && git commit -qm prepared", repo, env)
     sh("dvc exp run --queue -n q-linear -S schedule=linear", repo, env)
     sh("dvc exp run --queue -n q-cosine -S schedule=cosine", repo, env)
-    sh("dvc queue start -j 2", repo, env)
-    deadline = time.time() + 900
-    while True:
-        status = sh("dvc queue status", repo, env).stdout
-        if "Running" not in status and "Queued" not in status:
-            break
-        assert time.time() < deadline, status
-        time.sleep(5)
-    sh("dvc queue stop", repo, env, check=False)
+    status = run_queue(repo, env, jobs=2)
     assert status.count("Success") == 2, status
     shown = json.dumps(json.loads(sh("dvc exp show --json", repo, env).stdout))
     assert "q-linear" in shown and "q-cosine" in shown
@@ -209,6 +203,25 @@ def documented_ui_command() -> list[str]:
     return command.split()
 
 
+@contextmanager
+def documented_ui(cwd: Path, env: Optional[dict] = None) -> Iterator[int]:
+    """The README's `mlflow ui` command started in ``cwd`` on a free port; yields the port once it listens."""
+    command = documented_ui_command()
+    assert command[:2] == ["mlflow", "ui"] and "--host" in command and "0.0.0.0" not in command
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", *command, "--port", str(port)], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not listening_addresses(port):
+            assert proc.poll() is None and time.time() < deadline, "mlflow ui did not start"
+            time.sleep(0.5)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.slow  # starts a server (~15 s)
 def test_documented_mlflow_ui_binds_to_loopback_and_shows_the_runs(tmp_path, monkeypatch):
     """The README's command, run from a project root whose store the pipeline's own tracking code
@@ -222,16 +235,7 @@ def test_documented_mlflow_ui_binds_to_loopback_and_shows_the_runs(tmp_path, mon
     cfg = StudyConfig.from_dict(tiny_params())
     with tracking.schedule_run(cfg, "cosine") as run:
         run.log_metrics({"fid": 42.0})
-    command = documented_ui_command()
-    assert command[:2] == ["mlflow", "ui"] and "--host" in command and "0.0.0.0" not in command
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", *command, "--port", str(port)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not listening_addresses(port):
-            assert proc.poll() is None and time.time() < deadline, "mlflow ui did not start"
-            time.sleep(0.5)
+    with documented_ui(tmp_path) as port:
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", method="POST",
                                          data=json.dumps({"experiment_ids": [run.client.get_experiment_by_name(
@@ -240,6 +244,3 @@ def test_documented_mlflow_ui_binds_to_loopback_and_shows_the_runs(tmp_path, mon
         served = json.loads(urllib.request.urlopen(request, timeout=30).read())["runs"]
         cosine = next(r for r in served if r["info"]["run_name"] == "cosine")
         assert {"key": "fid", "value": 42.0} in [{k: m[k] for k in ("key", "value")} for m in cosine["data"]["metrics"]]
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()

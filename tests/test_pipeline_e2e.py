@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import make_repo, mlflow_runs, sh, tiny_params
+from conftest import ROOT, make_repo, mlflow_runs, sh, tiny_params
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +95,8 @@ def test_dvc_repro_runs_the_study(study):
         # The sweep's curves, with the number of sampling steps as MLflow's step axis.
         assert sorted(m.step for m in client.get_metric_history(r.info.run_id, "sweep/ddim/fid")) == [2, 4]
         assert "fid_std" in r.data.metrics
+    assert {f"{n}/fid" for n in schedules} <= set(parents[0].data.metrics)
+    assert client.get_experiment(parents[0].info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert (repo / "mlartifacts").is_dir()
 
 
@@ -243,3 +245,85 @@ def test_extended_study_runs_the_grid_seeds_and_longer_run(study):
     history = client.get_metric_history(parent.info.run_id, "extended/undertraining/ddim_4/fid")
     assert sorted(m.step for m in history) == [4, 8, 16]
     assert "extended_report/README.md" in {a.path for a in client.list_artifacts(parent.info.run_id, "extended_report")}
+
+
+def test_teammate_pulls_from_the_dvc_remote_without_retraining_and_backfills_mlflow(study, tmp_path):
+    """README "Sharing results": `dvc remote add -d` + `dvc push`; a fresh clone's `dvc pull` makes
+    `dvc status` and `dvc repro` report everything up to date (nothing runs, nothing retrains), and
+    `ddpm-study backfill` records the pulled study in the teammate's own (empty) MLflow store."""
+    repo, env = study
+    remote = tmp_path / "remote"
+    sh(f"dvc remote add -d shared {remote} && git commit -qam 'DVC remote'", repo, env)
+    sh("dvc push dvc.yaml", repo, env)
+    mate = tmp_path / "teammate"
+    sh(f"git clone -q {repo} {mate}", tmp_path, env)
+    mate_env = {**env, "PYTHONPATH": f"{mate / 'src'}:{mate}"}
+    sh("dvc pull dvc.yaml", mate, mate_env)
+    assert json.loads(sh("dvc status dvc.yaml --json", mate, mate_env).stdout) == {}
+    out = sh("dvc repro", mate, mate_env)
+    assert "Running stage" not in out.stdout + out.stderr, out.stdout
+    assert (mate / "models/cosine/checkpoint.pt").read_bytes() == (repo / "models/cosine/checkpoint.pt").read_bytes()
+    # MLflow's store is not in the remote: the teammate starts with none, and backfill fills it from DVC's files.
+    assert not (mate / "mlflow.db").exists()
+    sh("ddpm-study backfill", mate, mate_env)
+    client, runs = mlflow_runs(mate)
+    mine = {r.info.run_name: r for r in runs if r.data.tags.get("ddpm.role") == "schedule"}
+    theirs = {r.info.run_name: r for r in mlflow_runs(repo)[1] if r.data.tags.get("ddpm.role") == "schedule"
+              and not r.data.tags.get("ddpm.dvc_experiment")}
+    assert sorted(mine) == sorted(theirs) == ["cosine", "linear", "quadratic", "sigmoid"]
+    for name, run in mine.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["fid"] == theirs[name].data.metrics["fid"]
+        assert run.data.params == theirs[name].data.params
+        assert "samples/grid.png" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6, 8]
+    # A second backfill adds nothing.
+    sh("ddpm-study backfill", mate, mate_env)
+    again = mlflow_runs(mate)[1]
+    assert len(again) == len(runs)
+    assert [m.step for m in client.get_metric_history(mine["linear"].info.run_id, "train/loss")] == [2, 4, 6, 8]
+
+
+def readme_ui_links() -> list[str]:
+    """The MLflow UI links of the README's "What users do with it" (default port, experiment 1)."""
+    return re.findall(r"<(http://127\.0\.0\.1:5000/#/experiments/1/[^>]+)>", (ROOT / "README.md").read_text())
+
+
+def test_mlflow_ui_in_a_browser_shows_the_runs_their_fid_and_sample_grids(study, tmp_path):
+    """The README's `mlflow ui` command and links, opened in a real headless Chromium: the links land on
+    the runs (not MLflow 3's GenAI overview), the study chart holds every schedule's FID, each
+    schedule's run page shows its FID, and its artifacts page shows the sample grid."""
+    from browser import dom_until, screenshot
+    from test_faults import documented_ui
+
+    repo, env = study
+    with documented_ui(repo, env) as port:
+        client, runs = mlflow_runs(repo)
+        assert runs[0].info.experiment_id == "1"  # what the README's links name
+        links = readme_ui_links()
+        assert len(links) >= 2, links
+        local = lambda url: url.replace(":5000/", f":{port}/")  # noqa: E731
+        strip = lambda dom: re.sub(r"<[^>]+>", " ", dom)  # noqa: E731
+        schedules = ["linear", "quadratic", "sigmoid", "cosine"]
+        parent = next(r for r in runs if r.data.tags.get("ddpm.role") == "execution"
+                      and not r.data.tags.get("ddpm.dvc_experiment"))
+        for link in links:
+            page = strip(dom_until(local(link), lambda dom: parent.info.run_name in dom))
+            assert "Runs" in page and "No data available" not in page, link
+            assert parent.info.run_name in page, (link, page[:3000])
+        chart = next(link for link in links if "compareRunsMode=CHART" in link)
+        page = strip(dom_until(local(chart), lambda dom: any(f"{n}/fid" in dom for n in schedules)))
+        assert any(f"{n}/fid" in page for n in schedules), page[:3000]
+        for run in runs:
+            if run.data.tags.get("ddpm.role") != "schedule" or run.data.tags.get("ddpm.dvc_experiment"):
+                continue
+            base = f"http://127.0.0.1:{port}/#/experiments/1/runs/{run.info.run_id}"
+            shown = f"{run.data.metrics['fid']:.2f}"[:4]  # the leading digits, however the UI rounds
+            page = strip(dom_until(base, lambda dom: shown in dom))
+            assert run.info.run_name in page and "fid" in page and shown in page, (shown, page[:3000])
+            # The artifact viewer fetches the file and shows it as an <img> of a blob URL.
+            image = re.compile(r'<img[^>]+alt="samples/grid\.png"[^>]+src="blob:')
+            dom = dom_until(f"{base}/artifacts/samples/grid.png", image.search)
+            assert image.search(dom), dom[-3000:]
+        png = screenshot(links[0].replace(":5000/", f":{port}/"), tmp_path / "ui.png", budget_ms=20000)
+        assert png.stat().st_size > 20_000  # a rendered page, not a blank one

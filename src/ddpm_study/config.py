@@ -91,6 +91,7 @@ class TrainConfig:
     checkpoint_every: int
     loss_buckets: int
     cond_drop_prob: float  # class-conditional models: P(label -> null class), for classifier-free guidance
+    processes: int  # data-parallel processes under torchrun (one per GPU; gloo on CPU); 1 = none
 
     def check(self) -> None:
         for key in ("steps", "batch_size", "log_every", "checkpoint_every", "loss_buckets"):
@@ -101,6 +102,10 @@ class TrainConfig:
         require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "a number > 0")
         require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "a number in [0, 1)")
         require(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", self.cond_drop_prob, "a number in [0, 1)")
+        require(self.processes >= 1, "train.processes", self.processes, "an integer >= 1")
+        # Each process takes an equal slice of the global batch (so the run equals one process's).
+        require(self.batch_size % self.processes == 0, "train.processes", self.processes,
+                f"a divisor of train.batch_size ({self.batch_size})")
         # Checkpoints fall on log boundaries so a resumed run logs exactly what an uninterrupted one does.
         require(self.checkpoint_every % self.log_every == 0, "train.checkpoint_every", self.checkpoint_every,
                  f"a multiple of train.log_every ({self.log_every})")

@@ -7,6 +7,12 @@ on the CPU:
 - data order: epoch ``e`` is ``randperm`` seeded with (seed, e), so a batch needs no loader state;
 - timesteps and noise: one ``torch.Generator`` whose state is saved;
 - global python/numpy/torch/CUDA generators: saved and restored too (dropout uses torch's).
+
+Under torchrun (``distributed``) every rank draws the global batch from these same streams and keeps
+its slice; DistributedDataParallel averages the gradients, rank 0 alone writes the checkpoint, and
+the logged loss is the global batch's. All ranks hold identical weights and generator states, so
+rank 0's checkpoint resumes every rank exactly. (Dropout masks come from each rank's global
+generator, seeded alike: with dropout > 0 the ranks share a mask pattern, unlike one process.)
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .config import ModelConfig, TrainConfig, fingerprint
 from .diffusion import GaussianDiffusion
 from .errors import CheckpointError, TrainingDiverged
@@ -117,6 +125,8 @@ def train(
     resumed (or returned as is when finished); any other one is replaced by a fresh run.
     ``on_log`` receives a row every ``log_every`` steps: step, loss, lr, images_per_s and
     ``loss_bucket_i``, the mean loss of timesteps in the i-th of ``loss_buckets`` equal ranges of t.
+    Inside a torchrun process group the rows are the global batch's on every rank, and only rank 0
+    writes the checkpoint (callers log from rank 0 only).
     """
     from .data import to_model_range
 
@@ -142,6 +152,12 @@ def train(
     resumed_from = step
     for row in history:
         on_log(row)
+    # One process: the net itself and the whole batch. Several: DDP (gradients averaged across the
+    # ranks in backward) and this rank's slice of the global batch.
+    distributed_run = distributed.world_size() > 1
+    forward = DistributedDataParallel(model) if distributed_run else model
+    share = distributed.local_slice(train_cfg.batch_size)
+    writes_checkpoints = distributed.rank() == 0
 
     def snapshot() -> dict[str, Any]:
         return {
@@ -169,21 +185,24 @@ def train(
         lr = learning_rate(step, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        # The global batch's draws, then this rank's rows (all of them with one process).
         idx = batch_indices(len(images), train_cfg.batch_size, step, seed)
-        x0 = to_model_range(images[idx]).to(device)
-        t = torch.randint(0, T, (x0.shape[0],), device=device, generator=noise_gen)
-        eps = torch.randn(x0.shape, device=device, generator=noise_gen)
-        net = model
+        x0 = to_model_range(images[idx[share]]).to(device)
+        t = torch.randint(0, T, (len(idx),), device=device, generator=noise_gen)[share]
+        eps = torch.randn((len(idx), *x0.shape[1:]), device=device, generator=noise_gen)[share]
+        net = forward
         if conditional:  # drawn only here, so an unconditional run's random streams are what they always were
             y = labels[idx].to(device)
             drop = torch.rand(y.shape, device=device, generator=noise_gen) < train_cfg.cond_drop_prob
-            y = torch.where(drop, torch.full_like(y, model_cfg.num_classes), y)
-            net = lambda x, t: model(x, t, y)  # noqa: E731 (binds this batch's labels)
+            y = torch.where(drop, torch.full_like(y, model_cfg.num_classes), y)[share]
+            net = lambda x, t: forward(x, t, y)  # noqa: E731 (binds this batch's labels)
 
         losses = diffusion.training_losses(net, x0, t, eps)
         loss = losses.mean()
-        if not torch.isfinite(loss):  # a CPU-GPU sync point; cheap next to a U-Net step
-            raise TrainingDiverged(schedule, step + 1, loss.item())
+        # The global batch's loss (the mean of equal slices' means), so every rank stops alike.
+        global_loss = distributed.mean_over_ranks(loss.detach())
+        if not torch.isfinite(global_loss):  # a CPU-GPU sync point; cheap next to a U-Net step
+            raise TrainingDiverged(schedule, step + 1, global_loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
@@ -194,7 +213,7 @@ def train(
         step += 1
         on_step(step)
 
-        window_loss += loss.detach()
+        window_loss += global_loss
         b = (t * buckets // T).long()
         bucket_sum.index_add_(0, b, losses.detach())
         bucket_count.index_add_(0, b, torch.ones_like(losses))
@@ -202,6 +221,8 @@ def train(
         if step % train_cfg.log_every == 0 or step == train_cfg.steps:
             elapsed = time.perf_counter() - window_start
             train_time += elapsed
+            if distributed_run:  # every rank's timesteps, as one process would have counted them
+                distributed.all_reduce_sum(bucket_sum), distributed.all_reduce_sum(bucket_count)
             means = (bucket_sum / bucket_count.clamp(min=1)).tolist()
             row = {
                 "step": step,
@@ -214,7 +235,7 @@ def train(
             on_log(row)
             window_loss.zero_(), bucket_sum.zero_(), bucket_count.zero_()
             window_steps = 0
-            if step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps:
+            if writes_checkpoints and (step % train_cfg.checkpoint_every == 0 or step == train_cfg.steps):
                 save_checkpoint(checkpoint_path, snapshot())
             window_start = time.perf_counter()
     if state is not None and resumed_from == train_cfg.steps:
