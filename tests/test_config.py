@@ -34,7 +34,14 @@ def _set(p, key, value):
         d[last] = value
 
 
-DELETE = object()
+class _Delete:
+    """Marks a key to remove; its repr is fixed so test ids are the same in every process (pytest-xdist)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+DELETE = _Delete()
 
 BAD = [
     # (key, value, words the message must contain)
