@@ -36,10 +36,15 @@ def run(cfg: StudyConfig, params: Path) -> None:
         else:  # the same steps, collectives included, with nothing written or logged
             images, labels = trained.training_images(cfg), trained.training_labels(cfg)
             for name in cfg.schedule:
-                training.train(schedule=name, diffusion=GaussianDiffusion(cfg.betas(name)), images=images,
-                               labels=labels, model_cfg=cfg.model, train_cfg=cfg.train, seed=cfg.seed,
-                               lineage=lineage.training(cfg, name), device=device,
-                               checkpoint_path=outputs.checkpoint(name))
+                train_schedule(cfg, name, GaussianDiffusion(cfg.betas(name)), images, labels, device)
+
+
+def train_schedule(cfg: StudyConfig, name: str, diffusion: GaussianDiffusion, images: torch.Tensor,
+                   labels: torch.Tensor | None, device: torch.device, **callbacks) -> training.TrainResult:
+    """Train (or resume) schedule ``name`` as the study configures it; ``callbacks``: on_log, on_step."""
+    return training.train(schedule=name, diffusion=diffusion, images=images, labels=labels, model_cfg=cfg.model,
+                          train_cfg=cfg.train, seed=cfg.seed, lineage=lineage.training(cfg, name), device=device,
+                          checkpoint_path=outputs.checkpoint(name), **callbacks)
 
 
 def launch(cfg: StudyConfig, params: Path, device: torch.device) -> None:
@@ -61,12 +66,10 @@ def torchrun(nproc: int, folder: Path, cpu: bool) -> tuple[list[str], dict[str, 
     """The torchrun command line (up to the program) and environment for ``nproc`` processes on this node.
 
     Nothing listens beyond 127.0.0.1: the rendezvous and the process group meet in file stores in
-    ``folder`` (torchrun's default TCP stores bind every interface), and gloo's and NCCL's sockets
-    are put on the loopback interface.
+    ``folder`` (torchrun's default TCP stores bind every interface); the workers put gloo's and
+    NCCL's sockets on the loopback interface themselves (``distributed.process_group``).
     """
-    env = {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", distributed.STORE_ENV: str(folder / "group"),
-           "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"),
-           "NCCL_SOCKET_IFNAME": os.environ.get("NCCL_SOCKET_IFNAME", "lo")}
+    env = {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", distributed.STORE_ENV: str(folder / "group")}
     if cpu and "OMP_NUM_THREADS" not in os.environ:
         # torchrun would set 1 thread; give each process its share of the cores instead.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
@@ -92,20 +95,8 @@ def train_all(cfg: StudyConfig, device: torch.device) -> None:
                 run.log_train_rows([row])  # live curves; the record below adds nothing twice
                 bar.update(task, completed=row["step"], info=f"loss {row['loss']:.4f}  {row['images_per_s']:.0f} img/s")
 
-            result = training.train(
-                schedule=name,
-                diffusion=diffusion,
-                images=images,
-                labels=labels,
-                model_cfg=cfg.model,
-                train_cfg=cfg.train,
-                seed=cfg.seed,
-                lineage=lineage.training(cfg, name),
-                device=device,
-                checkpoint_path=ckpt,
-                on_log=on_log,
-                on_step=lambda step: bar.update(task, completed=step),
-            )
+            result = train_schedule(cfg, name, diffusion, images, labels, device, on_log=on_log,
+                                    on_step=lambda step: bar.update(task, completed=step))
             if result.resumed_from:
                 console.print(f"{name}: resumed from step {result.resumed_from} of {ckpt}")
             summaries[name] = outputs.TrainSummary(
