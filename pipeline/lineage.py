@@ -1,7 +1,7 @@
 """What a run depends on, built in this one place.
 
-- ``training(cfg, name)``: every parameter a trained model depends on, plus the training code's
-  fingerprint. A checkpoint resumes only under the same training lineage, so changing training
+- ``training(cfg, name)``: every parameter a trained model depends on (``train.precision`` as it
+  resolves on this machine), plus the training code's fingerprint. A checkpoint resumes only under the same training lineage, so changing training
   code retrains from scratch (DVC reruns `train` when that code changes; a persisted checkpoint
   must not then be taken as finished).
 - ``schedule(cfg, name)``: everything one schedule's outputs depend on; an MLflow schedule run is
@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from ddpm_study.config import StudyConfig
+from ddpm_study.runtime import resolve_device, resolve_precision
 
 from .stage_graph import ROOT, stage_code
 
@@ -61,6 +62,9 @@ def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
     for section in ("sample", "evaluate", "sweep"):
         d.pop(section)
     d["data"] = {k: v for k, v in d["data"].items() if k not in _DATA_SOURCE_KEYS}
+    # The arithmetic that actually runs: bf16 asked for on a device without native bf16 trains in fp32,
+    # and such a checkpoint must not pass for (or resume as) a bf16 one.
+    d["train"]["precision"] = resolve_precision(cfg.train.precision, resolve_device(cfg.device))
     return d
 
 

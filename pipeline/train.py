@@ -19,7 +19,7 @@ from ddpm_study import distributed, schedules, training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.errors import ConfigError, StudyError
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import resolve_device, resolve_precision
 
 from . import lineage, outputs, records, tracking, trained
 from .ui import console, progress
@@ -81,6 +81,9 @@ def torchrun(nproc: int, folder: Path, cpu: bool) -> tuple[list[str], dict[str, 
 
 def train_all(cfg: StudyConfig, device: torch.device) -> None:
     images, labels = trained.training_images(cfg), trained.training_labels(cfg)
+    precision = resolve_precision(cfg.train.precision, device)
+    if precision != cfg.train.precision:
+        console.print(f"train: train.precision is {cfg.train.precision} but this {device.type} has no native bf16: training in {precision}")
     summaries = {}
     for name in cfg.schedule:
         diffusion = GaussianDiffusion(cfg.betas(name))

@@ -84,6 +84,7 @@ BAD = [
     ("train.cond_drop_prob", 1.0, ["train.cond_drop_prob", "1.0", "[0, 1)"]),
     ("train.processes", 0, ["train.processes", "0", ">= 1"]),
     ("train.processes", 3, ["train.processes", "3", "a divisor of train.batch_size (64)"]),
+    ("train.precision", "fp16", ["train.precision", "'fp16'", "one of bf16, fp32"]),
     ("sample.guidance", 1.0, ["sample.guidance", "1.0", "0 for an unconditional model"]),
     ("sweep.guidance", [0.0, 3.0], ["sweep.guidance", "[0] for an unconditional model"]),
     # The schedules section is checked against the registry's parameter specs.

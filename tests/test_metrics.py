@@ -67,3 +67,16 @@ def test_inception_rejects_float_images():
         metrics.inception_features(torch.zeros(1, 1, 28, 28), 1, torch.device("cpu"))
 
 
+
+
+@pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)], ids=["gray-28", "rgb-32"])
+def test_inception_features_equal_torch_fidelitys_own_call(torch_home, channels, size):
+    """The rearranged network (folded BatchNorm, matrix resize, gray stem, channels-last) gives
+    torch-fidelity's features to 1e-4 relative, for grayscale (repeated to RGB for theirs) and RGB,
+    with a batch size that leaves a partial last batch."""
+    images = torch.randint(0, 256, (5, channels, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    ours = metrics.inception_features(images, batch_size=2, device=torch.device("cpu"))
+    with torch.no_grad():
+        (theirs,) = metrics.reference_extractor(torch.device("cpu"))(images.expand(-1, 3, -1, -1))
+    assert ours.shape == theirs.shape == (5, 2048)
+    assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max(), (ours - theirs).abs().max()

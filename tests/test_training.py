@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_params
-from ddpm_study import training
+from ddpm_study import runtime, training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.schedules import get_betas
@@ -202,3 +202,32 @@ def test_class_conditional_training_resumes_bit_exact_and_drops_labels(tmp_path,
     assert "class_gains.0.weight" in full.state["ema"]
     with pytest.raises(ValueError, match="one label per training image"):
         training.train(**{**kw, "labels": None}, checkpoint_path=tmp_path / "none.pt")
+
+
+def test_bf16_trains_under_autocast_where_native_and_falls_back_to_fp32_elsewhere(tmp_path):
+    """train.precision bf16: on a CPU with native bf16 (AVX512-BF16/AMX) the weights differ from fp32's
+    but training stays close to it; on one without, bf16 resolves to fp32 and gives fp32's weights
+    exactly. The lineage records what ran, so the two never stand in for each other."""
+    native = runtime.bf16_supported(torch.device("cpu"))
+    cfg32, kw32 = setup(tmp_path, precision="fp32")
+    cfg16, kw16 = setup(tmp_path, precision="bf16")
+    fp32 = training.train(**kw32, checkpoint_path=tmp_path / "fp32.pt")
+    bf16 = training.train(**kw16, checkpoint_path=tmp_path / "bf16.pt")
+    assert lineage.training(cfg16, "cosine")["train"]["precision"] == ("bf16" if native else "fp32")
+    assert lineage.training(cfg32, "cosine")["train"]["precision"] == "fp32"
+    assert same_weights(fp32.state, bf16.state) == (not native)
+    first, last = fp32.history[-1]["loss"], bf16.history[-1]["loss"]
+    assert abs(first - last) <= 0.05 * first, (first, last)
+    if native:  # a bf16 checkpoint is not taken for the fp32 run's
+        again = training.train(**kw32, checkpoint_path=tmp_path / "bf16.pt")
+        assert again.resumed_from == 0 and same_weights(again.state, fp32.state)
+
+
+def test_precision_resolves_per_device():
+    cpu = torch.device("cpu")
+    assert runtime.resolve_precision("fp32", cpu) == "fp32"
+    assert runtime.resolve_precision("bf16", cpu) == ("bf16" if runtime.bf16_supported(cpu) else "fp32")
+    with runtime.autocast("fp32", cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with runtime.autocast("bf16", cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16

@@ -28,6 +28,8 @@ IMAGE_SHAPES = {"fashion_mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
 NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10}
 # How the class enters the U-Net (``unet.UNet``): multiplied into the decoder levels, or added to the time embedding.
 CLASS_EMBEDDINGS = ("multiply", "add")
+# Training arithmetic (``runtime.autocast``): bf16 autocast where the device has native bf16, else fp32.
+PRECISIONS = ("bf16", "fp32")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class TrainConfig:
     loss_buckets: int
     cond_drop_prob: float  # class-conditional models: P(label -> null class), for classifier-free guidance
     processes: int  # data-parallel processes under torchrun (one per GPU; gloo on CPU); 1 = none
+    precision: str  # bf16 (autocast where the device has native bf16, else fp32) | fp32
 
     def check(self) -> None:
         for key in ("steps", "batch_size", "log_every", "checkpoint_every", "loss_buckets"):
@@ -103,6 +106,7 @@ class TrainConfig:
         require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "a number in [0, 1)")
         require(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", self.cond_drop_prob, "a number in [0, 1)")
         require(self.processes >= 1, "train.processes", self.processes, "an integer >= 1")
+        require(self.precision in PRECISIONS, "train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         # Each process takes an equal slice of the global batch (so the run equals one process's).
         require(self.batch_size % self.processes == 0, "train.processes", self.processes,
                 f"a divisor of train.batch_size ({self.batch_size})")

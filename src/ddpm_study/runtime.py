@@ -23,6 +23,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 matrix maths runs natively on ``device``: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX. Elsewhere oneDNN emulates bf16 through fp32 and autocast only costs time."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``train.precision`` as it runs on ``device``: "bf16" only where bf16 is native (``bf16_supported``);
+    elsewhere bf16 emulated through fp32 would be slower than fp32 itself, so it falls back to "fp32"."""
+    return "bf16" if name == "bf16" and bf16_supported(device) else "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """Mixed precision for a resolved ``precision``: convolutions and matmuls in bf16, while autocast keeps
+    norms, softmax and losses in fp32 (and the weights, gradients and optimizer state stay fp32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def derived_seed(seed: int, index: int) -> int:
     """The seed of the ``index``-th stream (a batch, an epoch) of a run seeded with ``seed``.
 

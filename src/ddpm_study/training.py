@@ -33,7 +33,7 @@ from .config import ModelConfig, TrainConfig, fingerprint
 from .diffusion import GaussianDiffusion
 from .errors import CheckpointError, TrainingDiverged
 from .files import atomic_path
-from .runtime import derived_seed, rng_states, seed_everything, set_rng_states
+from .runtime import autocast, derived_seed, resolve_precision, rng_states, seed_everything, set_rng_states
 from .unet import UNet
 
 CHECKPOINT_FORMAT = 1
@@ -123,6 +123,9 @@ def train(
 
     A checkpoint at ``checkpoint_path`` whose lineage fingerprint equals that of ``lineage`` is
     resumed (or returned as is when finished); any other one is replaced by a fresh run.
+    ``train_cfg.precision`` bf16 runs the forward pass and loss under bf16 autocast where the device
+    has native bf16 (``runtime.resolve_precision``), fp32 elsewhere (callers put the resolved one in
+    ``lineage``, as ``pipeline.lineage.training`` does).
     ``on_log`` receives a row every ``log_every`` steps: step, loss, lr, images_per_s and
     ``loss_bucket_i``, the mean loss of timesteps in the i-th of ``loss_buckets`` equal ranges of t.
     Inside a torchrun process group the rows are the global batch's on every rank, and only rank 0
@@ -130,6 +133,7 @@ def train(
     """
     from .data import to_model_range
 
+    precision = resolve_precision(train_cfg.precision, device)
     lineage_id = fingerprint(lineage)
     conditional = model_cfg.num_classes > 0
     if conditional and (labels is None or len(labels) != len(images)):
@@ -197,7 +201,8 @@ def train(
             y = torch.where(drop, torch.full_like(y, model_cfg.num_classes), y)[share]
             net = lambda x, t: forward(x, t, y)  # noqa: E731 (binds this batch's labels)
 
-        losses = diffusion.training_losses(net, x0, t, eps)
+        with autocast(precision, device):
+            losses = diffusion.training_losses(net, x0, t, eps)
         loss = losses.mean()
         # The global batch's loss (the mean of equal slices' means), so every rank stops alike.
         global_loss = distributed.mean_over_ranks(loss.detach())
