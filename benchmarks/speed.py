@@ -24,7 +24,7 @@ The models:
   every 10 steps), sampled with its ``p_sample``.
 
 Peers come with ``pip install -e .[bench]``; without them only this project's rows are measured.
-Run from the project root: ``python benchmarks/speed.py`` (about 6 min on 2 cores); writes
+Run from the project root: ``python benchmarks/speed.py`` (several minutes on 2 cores); writes
 ``benchmarks/speed.json`` and prints the tables of ``benchmarks/README.md``.
 """
 
