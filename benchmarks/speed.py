@@ -52,7 +52,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from ddpm_study import metrics, schedules, training  # noqa: E402
 from ddpm_study.config import ModelConfig  # noqa: E402
 from ddpm_study.diffusion import GaussianDiffusion  # noqa: E402
-from ddpm_study.runtime import bf16_supported  # noqa: E402
+from ddpm_study.runtime import autocast, bf16_supported  # noqa: E402
 
 BATCH, SHAPE, T, SAMPLE_STEPS = 64, (1, 28, 28), 1000, 100
 
@@ -248,9 +248,9 @@ def main(
 ) -> None:
     dev = torch.device(device)
     torch.manual_seed(0)
-    precisions = {"fp32": contextlib.nullcontext}
+    precisions = {"fp32": lambda: autocast("fp32", dev)}
     if bf16_supported(dev):
-        precisions["bf16"] = lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
+        precisions["bf16"] = lambda: autocast("bf16", dev)
     model = yaml.safe_load((ROOT / "params.yaml").read_text())["model"]
     default_cfg = ModelConfig(**{**model, "channel_mults": tuple(model["channel_mults"])})
     peer_cfg = ModelConfig(**{**default_cfg.__dict__, "base_channels": 32, "channel_mults": (1, 2, 4), "num_res_blocks": 2,

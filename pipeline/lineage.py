@@ -18,7 +18,7 @@ import hashlib
 from functools import cache
 from typing import Any
 
-from ddpm_study.config import StudyConfig
+from ddpm_study.config import StudyConfig, fingerprint
 from ddpm_study.runtime import resolve_device, resolve_precision
 
 from .stage_graph import ROOT, stage_code
@@ -66,6 +66,18 @@ def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
     # and such a checkpoint must not pass for (or resume as) a bf16 one.
     d["train"]["precision"] = resolve_precision(cfg.train.precision, resolve_device(cfg.device))
     return d
+
+
+def finished_fingerprints(d: dict[str, Any], requested_precision: str) -> set[str]:
+    """The fingerprints a finished model of training lineage ``d`` may carry when a later stage loads it.
+
+    ``d`` holds ``train.precision`` as it resolves on *this* machine, which is what resuming needs. A
+    finished model is another matter: bf16 asked for trains in fp32 on a machine without native bf16,
+    and a model trained on either kind of machine (pulled from a DVC remote, say) serves sampling
+    and evaluation on any machine.
+    """
+    precisions = ("bf16", "fp32") if requested_precision == "bf16" else ("fp32",)
+    return {fingerprint({**d, "train": {**d["train"], "precision": p}}) for p in precisions}
 
 
 def longer(cfg: StudyConfig, name: str, steps: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import torch
 
 from ddpm_study import training
-from ddpm_study.config import StudyConfig, fingerprint
+from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.errors import CheckpointError, ConfigError
 
@@ -49,17 +49,20 @@ def fit(cfg: StudyConfig, name: str, *, seed: int, steps: int, lineage: dict[str
         )
 
 
-def load_finished(path: Path, lineage: dict[str, Any], steps: int, device: torch.device) -> torch.nn.Module:
-    """The EMA model of the checkpoint at ``path``, refusing one of another configuration or code, or unfinished."""
+def load_finished(path: Path, cfg: StudyConfig, run_lineage: dict[str, Any], steps: int,
+                  device: torch.device) -> torch.nn.Module:
+    """The EMA model of the checkpoint at ``path``, refusing one of another configuration or code, or unfinished
+    (a model trained in either precision ``cfg.train.precision`` may resolve to is accepted)."""
     state = training.load_checkpoint(path)
-    if state["lineage_fingerprint"] != fingerprint(lineage) or state["step"] != steps:
+    accepted = lineage.finished_fingerprints(run_lineage, cfg.train.precision)
+    if state["lineage_fingerprint"] not in accepted or state["step"] != steps:
         raise CheckpointError(f"{path}: trained with other parameters or code, or unfinished; run `dvc repro` to retrain")
     return training.load_ema_model(state, device)
 
 
 def load(cfg: StudyConfig, name: str, device: torch.device) -> tuple[torch.nn.Module, GaussianDiffusion]:
     """The EMA model of ``name`` (the main study's) and its diffusion."""
-    model = load_finished(outputs.checkpoint(name), lineage.training(cfg, name), cfg.train.steps, device)
+    model = load_finished(outputs.checkpoint(name), cfg, lineage.training(cfg, name), cfg.train.steps, device)
     return model, GaussianDiffusion(cfg.betas(name))
 
 
@@ -67,7 +70,7 @@ def load_seed(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> t
     """The EMA model of ``name`` trained with ``seed``: the main study's for ``cfg.seed``, else the extended study's."""
     if seed == cfg.seed:
         return load(cfg, name, device)[0]
-    return load_finished(outputs.seed_checkpoint(name, seed), lineage.training(replace(cfg, seed=seed), name),
+    return load_finished(outputs.seed_checkpoint(name, seed), cfg, lineage.training(replace(cfg, seed=seed), name),
                          cfg.train.steps, device)
 
 

@@ -43,7 +43,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
     generated, losses = {}, {}
     for step in snapshots:
         path = outputs.longer_snapshot(step)
-        model = trained.load_finished(path, run_lineage, step, device)
+        model = trained.load_finished(path, cfg, run_lineage, step, device)
         losses[step] = training.final_loss(training.load_checkpoint(path)["history"])
         for cell in cells:
             console.print(f"{name} at step {step}: {cell.sampler}, {cell.steps} steps")

@@ -11,7 +11,7 @@ from ddpm_study import runtime, training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.schedules import get_betas
-from pipeline import lineage
+from pipeline import lineage, trained
 
 
 class Kill(Exception):
@@ -231,3 +231,18 @@ def test_precision_resolves_per_device():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with runtime.autocast("bf16", cpu):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+def test_a_finished_model_serves_later_stages_whichever_precision_bf16_resolved_to(tmp_path):
+    """A model trained with train.precision bf16 ran in fp32 on a machine without native bf16 (here: the
+    same run asked for fp32); sampling with a bf16 configuration on any machine accepts it. A
+    configuration that asks for fp32 refuses a model trained in bf16."""
+    cfg32, kw32 = setup(tmp_path, precision="fp32")
+    cfg16, kw16 = setup(tmp_path, precision="bf16")
+    training.train(**kw32, checkpoint_path=tmp_path / "fp32.pt")
+    cpu = torch.device("cpu")
+    assert trained.load_finished(tmp_path / "fp32.pt", cfg16, lineage.training(cfg16, "cosine"), 8, cpu) is not None
+    if runtime.bf16_supported(cpu):
+        training.train(**kw16, checkpoint_path=tmp_path / "bf16.pt")
+        with pytest.raises(training.CheckpointError, match="other parameters or code"):
+            trained.load_finished(tmp_path / "bf16.pt", cfg32, lineage.training(cfg32, "cosine"), 8, cpu)
