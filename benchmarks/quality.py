@@ -35,8 +35,8 @@ sampling in fp32 for all):
   ``sampling_timesteps=calls`` (its DDIM, eta 0, whenever calls < T).
 
 Run from the project root with the peers installed (``pip install -e .[bench]``; ``source
-scripts/env.sh`` for the Inception weights): ``python benchmarks/quality.py`` (about 80 minutes on
-2 cores at the defaults). Writes ``benchmarks/quality.json`` (rewritten after every contender) and a
+scripts/env.sh`` for the Inception weights): ``python benchmarks/quality.py`` (1 h 45 min on 2
+cores at the defaults, most of it the peers' sampling). Writes ``benchmarks/quality.json`` (rewritten after every contender) and a
 grid of each contender's first 64 samples in ``benchmarks/quality/``, and prints the table of
 ``benchmarks/README.md``.
 """
@@ -52,12 +52,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-import typer
+os.environ.setdefault("TQDM_DISABLE", "1")  # denoising-diffusion-pytorch's sampler bar (read when tqdm is imported)
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # denoising-diffusion-pytorch's sampler bar
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import typer  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
