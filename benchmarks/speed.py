@@ -2,12 +2,19 @@
 
 One run measures, on this machine:
 
-- the fp32 and bf16 2048x2048 matmul rates (best of 5), the yardstick for every FLOP rate below;
+- the fp32 and bf16 2048x2048 matmul rates (the best timing over every repeat), the yardstick for
+  every FLOP rate below;
 - per model and precision (fp32; bf16 autocast where the CPU has native bf16, or on a GPU): the
   training step of each project's own recipe and one step of its own ancestral sampler, batch 64 of
-  1x28x28 images, as images/s (median of ``--repeats`` timings of ``--steps`` steps, after warm-up),
+  1x28x28 images, as images/s (the median of ``--repeats`` timings of ``--steps`` steps after warm-up;
+  every repeat times every model once, in alternating order, and ratios are medians of each
+  repeat's ratio, because these machines drift by 10-30 % over minutes),
   with forward FLOPs per image from ``torch.utils.flop_counter`` (attention included), training
   FLOPs taken as 3 x forward, and the training FLOP rate as a fraction of the matmul rate;
+- where the time of a training step goes (CPU, under ``torch.profiler``): the share spent in the
+  convolution kernels (oneDNN's, forward and backward) and their own FLOP rate against the matmul
+  rate. That is the ceiling no rearrangement outside the convolutions can lift: a step whose
+  convolutions already run at the kernels' rate gains at most 1 / share from everything else;
 - Inception features for FID: ``ddpm_study.metrics.inception_features`` against torch-fidelity's
   own extractor called as its API builds it (batch 64, grayscale repeated to RGB), images/s and
   the largest feature difference.
@@ -33,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import platform
 import statistics
 import sys
@@ -40,11 +48,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-import torch.nn.functional as F
-import typer
-import yaml
-from torch.utils.flop_counter import FlopCounterMode
+# oneDNN keeps 1,024 compiled kernels (primitives) by default; the eight models timed in turn here need
+# more, and a smaller cache recompiles kernels inside the timings (measured: the default model's bf16
+# training 326 img/s with the default cache, 410 with this one). One model, as the pipeline trains,
+# needs about a tenth of it. Read when oneDNN starts, so set before torch is imported.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import typer  # noqa: E402
+import yaml  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
@@ -83,26 +98,36 @@ def matmul_rate(dtype: torch.dtype, device: torch.device, n: int = 2048) -> floa
     return 2 * n**3 / best / 1e9
 
 
-def images_per_s(step: Callable[[], None], device: torch.device, steps: int, repeats: int) -> float:
-    """Median over ``repeats`` of BATCH * steps / seconds, after two warm-up steps."""
-    for _ in range(2):
+def images_per_s(step: Callable[[], None], device: torch.device, steps: int) -> float:
+    """BATCH * steps / seconds of ``steps`` calls of ``step``."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
         step()
-    rates = []
-    for _ in range(repeats):
-        synchronize(device)
+    synchronize(device)
+    return BATCH * steps / (time.perf_counter() - start)
+
+
+def forward_flops(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device) -> dict[str, float]:
+    """FLOPs of one image's forward pass (flop_counter: convolutions, matmuls and attention): the total
+    and the convolutions' part."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        forward(torch.zeros(1, *SHAPE, device=device), torch.tensor([T // 2], device=device))
+    conv = sum(n for op, n in counter.get_flop_counts()["Global"].items() if "convolution" in str(op))
+    return {"total": counter.get_total_flops(), "conv": conv}
+
+
+def convolution_share(step: Callable[[], None], steps: int) -> tuple[float, float]:
+    """(share of the wall time of ``steps`` calls of ``step`` spent in convolution kernels, those kernels'
+    seconds), measured under torch.profiler on the CPU (the profiler's own overhead counts as non-conv
+    time, so the share is a lower bound)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        synchronize(device)
-        rates.append(BATCH * steps / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
-def forward_flops(forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device) -> float:
-    """FLOPs of one image's forward pass (flop_counter: convolutions, matmuls and attention)."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        forward(torch.zeros(1, *SHAPE, device=device), torch.tensor([T // 2], device=device))
-    return counter.get_total_flops()
+        wall = time.perf_counter() - start
+    conv_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key.startswith("aten::") and "conv" in e.key)
+    return conv_us / 1e6 / wall, conv_us / 1e6
 
 
 def batch(device: torch.device) -> torch.Tensor:
@@ -211,7 +236,8 @@ def ddp_unet(device: torch.device, amp) -> dict:
 
 
 def inception(device: torch.device, repeats: int, n: int) -> dict:
-    """Ours against torch-fidelity's extractor on the same n grayscale images (its default batch, 64)."""
+    """Ours against torch-fidelity's extractor on the same n grayscale images (its default batch, 64),
+    timed in alternating order like the models."""
     images = torch.randint(0, 256, (n, *SHAPE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     reference = metrics.reference_extractor(device)
 
@@ -222,28 +248,28 @@ def inception(device: torch.device, repeats: int, n: int) -> dict:
     def ours_():
         return metrics.inception_features(images, 64, device)
 
-    out = {}
-    for name, fn in (("torch-fidelity", theirs), ("ours", ours_)):
-        fn()  # warm-up (and the features compared below)
-        times = []
-        for _ in range(repeats):
+    extractors = {"torch-fidelity": theirs, "ours": ours_}
+    features = {name: fn() for name, fn in extractors.items()}  # warm-up, and the features compared below
+    rates = {name: [] for name in extractors}
+    for r in range(repeats):
+        for name in (list(extractors) if r % 2 == 0 else list(extractors)[::-1]):
             synchronize(device)
             start = time.perf_counter()
-            feats = fn()
+            extractors[name]()
             synchronize(device)
-            times.append(time.perf_counter() - start)
-        out[name] = {"images_per_s": n / statistics.median(times), "features": feats}
-    diff = (out["ours"].pop("features") - out["torch-fidelity"]["features"]).abs().max()
-    scale = out["torch-fidelity"].pop("features").abs().max()
-    return {**out, "images": n, "max_abs_diff": float(diff), "max_rel_diff": float(diff / scale),
-            "speedup": out["ours"]["images_per_s"] / out["torch-fidelity"]["images_per_s"]}
+            rates[name].append(n / (time.perf_counter() - start))
+    diff = (features["ours"] - features["torch-fidelity"]).abs().max()
+    scale = features["torch-fidelity"].abs().max()
+    return {**{name: {"images_per_s": statistics.median(r), "images_per_s_repeats": r} for name, r in rates.items()},
+            "images": n, "max_abs_diff": float(diff), "max_rel_diff": float(diff / scale),
+            "speedup": statistics.median(a / b for a, b in zip(rates["ours"], rates["torch-fidelity"]))}
 
 
 def main(
     out: Path = typer.Option(ROOT / "benchmarks" / "speed.json", help="JSON results"),
     device: str = typer.Option("cpu", help="cpu | cuda"),
     steps: int = typer.Option(3, help="training/sampling steps per timing"),
-    repeats: int = typer.Option(3, help="timings per measurement (the median is kept)"),
+    repeats: int = typer.Option(5, help="timing rounds, each timing every model once (medians are kept)"),
     inception_images: int = typer.Option(128, help="images for the Inception comparison; 0 = leave it out"),
 ) -> None:
     dev = torch.device(device)
@@ -268,45 +294,82 @@ def main(
                     "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu",
                     "native_bf16": bf16_supported(dev)},
         "setting": {"batch": BATCH, "image": list(SHAPE), "steps": steps, "repeats": repeats, "train_flops": "3 x forward"},
-        "matmul_gflops": {p: matmul_rate(torch.float32 if p == "fp32" else torch.bfloat16, dev) for p in precisions},
+        "matmul_gflops": {},
         "models": {},
     }
+    parts = {}
     for name, build in models.items():
         for precision, amp in precisions.items():
-            parts = build(amp)
-            row = {"params": parts["params"], "forward_gflop_per_image": parts["flops"] / 1e9,
-                   "train_images_per_s": images_per_s(parts["train"], dev, steps, repeats),
-                   "sample_images_steps_per_s": images_per_s(parts["sample"], dev, steps, repeats)}
-            row["train_fraction_of_matmul"] = 3 * parts["flops"] * row["train_images_per_s"] / 1e9 / result["matmul_gflops"][precision]
-            result["models"][f"{name} {precision}"] = row
-            print(f"{name:14s} {precision}: {row['train_images_per_s']:7.1f} train img/s, "
-                  f"{row['sample_images_steps_per_s']:7.1f} sample img*step/s", file=sys.stderr, flush=True)
+            parts[f"{name} {precision}"] = part = build(amp)
+            for _ in range(2):  # warm-up: oneDNN picks and caches its kernels on the first calls
+                part["train"](), part["sample"]()
+    # The machines this runs on drift by 10-30 % over minutes: every repeat times every model (and the
+    # matmul) once, in alternating order, so each model's median and every ratio between models come
+    # from the same stretches of time.
+    rates = {key: {"train": [], "sample": []} for key in parts}
+    matmul = {precision: [] for precision in precisions}
+    for r in range(repeats):
+        for precision in precisions:
+            matmul[precision].append(matmul_rate(torch.float32 if precision == "fp32" else torch.bfloat16, dev))
+        for key in (list(parts) if r % 2 == 0 else list(parts)[::-1]):
+            for kind in ("train", "sample"):
+                rates[key][kind].append(images_per_s(parts[key][kind], dev, steps))
+    result["matmul_gflops"] = {precision: max(runs) for precision, runs in matmul.items()}
+    for key, part in parts.items():
+        precision = key.rsplit(" ", 1)[1]
+        rate = result["matmul_gflops"][precision]
+        row = {"params": part["params"], "forward_gflop_per_image": part["flops"]["total"] / 1e9,
+               "train_images_per_s": statistics.median(rates[key]["train"]),
+               "sample_images_steps_per_s": statistics.median(rates[key]["sample"]),
+               "train_images_per_s_repeats": rates[key]["train"], "sample_images_steps_per_s_repeats": rates[key]["sample"]}
+        row["train_fraction_of_matmul"] = 3 * part["flops"]["total"] * row["train_images_per_s"] / 1e9 / rate
+        if dev.type == "cpu":
+            share, conv_s = convolution_share(part["train"], 2 * steps)
+            row["train_conv_share"] = share
+            # Training convolutions: forward + the two backward convolutions (input and weight gradients).
+            row["conv_fraction_of_matmul"] = 3 * part["flops"]["conv"] * BATCH * 2 * steps / conv_s / 1e9 / rate
+            row["sample_conv_share"] = convolution_share(part["sample"], 2 * steps)[0]
+        result["models"][key] = row
+        print(f"{key:19s}: {row['train_images_per_s']:7.1f} train img/s, "
+              f"{row['sample_images_steps_per_s']:7.1f} sample img*step/s", file=sys.stderr, flush=True)
     if inception_images:
         result["inception"] = inception(dev, repeats, inception_images)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
 
 
+def ratio(row: dict, other: dict, key: str) -> float:
+    """Median over the repeats of row / other, each repeat's pair timed in the same stretch of time."""
+    return statistics.median(a / b for a, b in zip(row[f"{key}_repeats"], other[f"{key}_repeats"]))
+
+
 def table(result: dict) -> str:
     m = result["machine"]
     lines = [f"{m['cpu']} ({m['device']}), {m['threads']} threads, torch {m['torch']}; batch {result['setting']['batch']}, "
              f"1x28x28; matmul " + ", ".join(f"{p} {r:.1f} GFLOP/s" for p, r in result["matmul_gflops"].items()), "",
-             "| model | precision | params | forward GFLOP/img | train img/s | sample img·step/s | train FLOP rate / matmul rate |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | precision | params | forward GFLOP/img | train img/s | sample img·step/s | train FLOP rate / matmul rate "
+             "| convolutions' share of a train step | of a sample step | convolutions' own FLOP rate / matmul rate (train) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    pct = lambda row, key: f"{row[key]:.0%}" if key in row else "–"  # noqa: E731 (not profiled on a GPU)
     for key, row in result["models"].items():
         name, precision = key.rsplit(" ", 1)
         lines.append(f"| {name} | {precision} | {row['params'] / 1e6:.2f} M | {row['forward_gflop_per_image']:.3f} | "
-                     f"{row['train_images_per_s']:.1f} | {row['sample_images_steps_per_s']:.0f} | {row['train_fraction_of_matmul']:.0%} |")
+                     f"{row['train_images_per_s']:.1f} | {row['sample_images_steps_per_s']:.0f} | {row['train_fraction_of_matmul']:.0%} | "
+                     f"{pct(row, 'train_conv_share')} | {pct(row, 'sample_conv_share')} | {pct(row, 'conv_fraction_of_matmul')} |")
     rows = result["models"]
     for precision in result["matmul_gflops"]:
         if f"diffusers {precision}" in rows:
             ours_, theirs = rows[f"ours-peer {precision}"], rows[f"diffusers {precision}"]
-            lines.append(f"\nours-peer / diffusers, both {precision}: train {ours_['train_images_per_s'] / theirs['train_images_per_s']:.2f}x, "
-                         f"sample {ours_['sample_images_steps_per_s'] / theirs['sample_images_steps_per_s']:.2f}x")
+            lines.append(f"\nours-peer / diffusers, both {precision}: train {ratio(ours_, theirs, 'train_images_per_s'):.2f}x, "
+                         f"sample {ratio(ours_, theirs, 'sample_images_steps_per_s'):.2f}x")
+            if "train_conv_share" in ours_:
+                lines.append(f"  ceilings if ours did nothing but its convolutions: train "
+                             f"{ratio(ours_, theirs, 'train_images_per_s') / ours_['train_conv_share']:.2f}x, sample "
+                             f"{ratio(ours_, theirs, 'sample_images_steps_per_s') / ours_['sample_conv_share']:.2f}x")
     if "bf16" in result["matmul_gflops"] and "diffusers fp32" in rows:
         ours_, theirs = rows["ours-peer bf16"], rows["diffusers fp32"]
-        lines.append(f"ours-peer bf16 / diffusers fp32 (each as shipped): train {ours_['train_images_per_s'] / theirs['train_images_per_s']:.2f}x, "
-                     f"sample {ours_['sample_images_steps_per_s'] / theirs['sample_images_steps_per_s']:.2f}x")
+        lines.append(f"ours-peer bf16 / diffusers fp32 (each as shipped): train {ratio(ours_, theirs, 'train_images_per_s'):.2f}x, "
+                     f"sample {ratio(ours_, theirs, 'sample_images_steps_per_s'):.2f}x")
     if "inception" in result:
         inc = result["inception"]
         lines.append(f"\nInception features ({inc['images']} gray 28x28 images): torch-fidelity {inc['torch-fidelity']['images_per_s']:.2f} img/s, "

@@ -13,6 +13,7 @@ Package ``__init__.py`` files hold only a docstring (a test checks) and are left
 from __future__ import annotations
 
 import ast
+import copy
 from functools import cache
 from pathlib import Path
 
@@ -36,9 +37,18 @@ def dvc_stages(root: Path = ROOT) -> dict[str, dict]:
     """Every stage of both pipelines by name (names are unique across them); paths relative to ``root``."""
     stages: dict[str, dict] = {}
     for file in PIPELINES:
-        if (root / file).is_file():
-            stages.update(yaml.safe_load((root / file).read_text())["stages"])
+        path = root / file
+        if path.is_file():
+            stat = path.stat()
+            stages.update(copy.deepcopy(_parsed(path, stat.st_mtime_ns, stat.st_size)["stages"]))
     return stages
+
+
+@cache
+def _parsed(path: Path, mtime_ns: int, size: int) -> dict:
+    """``path`` parsed once per version of the file: a stage asks for the graph a few dozen times, and
+    PyYAML's pure-Python loader took 2 s of every stage's start-up doing it again (libyaml's is faster still)."""
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def entry_module(stage: str, root: Path = ROOT) -> Path | None:

@@ -43,9 +43,15 @@ def tiny_extended() -> dict:
 
 
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests need CUDA: without it they are reported as skipped, with the reason and how to run them."""
+    """Files with the most `slow` tests run first (so that with ``-n 2 --dist loadfile`` the long files
+    start at once and the short ones fill in behind them); `gpu` tests need CUDA: without it they are
+    reported as skipped, with the reason and how to run them."""
     import torch
 
+    slow = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + ("slow" in item.keywords)
+    items.sort(key=lambda item: -slow[item.path])  # stable: each file keeps its own order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (none here); run `python -m pytest -m gpu` on a GPU machine")
