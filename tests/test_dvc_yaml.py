@@ -150,3 +150,14 @@ def test_training_checkpoints_persist():
     assert dvc_stages()["train"]["outs"][0]["models"]["persist"] is True
     assert dvc_stages()["train_seeds"]["outs"][0]["extended/seed_models"]["persist"] is True
     assert dvc_stages()["train_longer"]["outs"][0]["extended/longer_models"]["persist"] is True
+
+
+def test_the_parsed_graph_follows_an_edited_dvc_yaml_and_callers_cannot_change_it(tmp_path):
+    """stage_graph caches each file's parse per version: an edit is seen at once, and a caller that
+    changes the dict it got back does not change what the next caller gets."""
+    (tmp_path / "dvc.yaml").write_text("stages:\n  a:\n    cmd: ddpm-study a\n")
+    first = stage_graph.dvc_stages(tmp_path)
+    first["a"]["cmd"] = "changed"
+    assert stage_graph.dvc_stages(tmp_path) == {"a": {"cmd": "ddpm-study a"}}
+    (tmp_path / "dvc.yaml").write_text("stages:\n  a:\n    cmd: ddpm-study a\n  bb:\n    cmd: ddpm-study bb\n")
+    assert set(stage_graph.dvc_stages(tmp_path)) == {"a", "bb"}
