@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from ddpm_study import metrics, sampling, uncertainty  # noqa: E402
 from ddpm_study.data import to_uint8  # noqa: E402
-from pipeline import outputs, trained  # noqa: E402
+from pipeline import checkpoints, outputs  # noqa: E402
 from pipeline.params import load  # noqa: E402
 
 VARIANTS = {  # name: (eta, clip x0, re-derive eps from the clipped x0)
@@ -80,7 +80,7 @@ def main(schedules: list[str], steps_list: list[int]) -> None:
     reference = outputs.read_reference().reference
     results = {"num_images": sw.num_images, "jackknife_groups": cfg.evaluate.jackknife_groups, "cells": {}}
     for name in schedules:
-        model, diffusion = trained.load(cfg, name, device)
+        model, diffusion = checkpoints.load(cfg, name, device)
         for steps in steps_list:
             spaced = diffusion.respace(steps)
             sweep_feats = {s: outputs.read_sweep_array(name, outputs.Cell(s, steps), "features") for s in ("ddpm", "ddim")}

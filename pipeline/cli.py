@@ -1,13 +1,43 @@
-"""The `ddpm-study` command: one sub-command per DVC stage (dvc.yaml calls these)."""
+"""The `ddpm-study` command: one sub-command per DVC stage (dvc.yaml calls these), built from ``COMMANDS``.
+
+Every command runs ``pipeline/stages/<stage>.py`` (or ``pipeline/tools/<tool>.py``) as
+``run(cfg, params)``: params.yaml validated into the typed configuration first, so a bad value
+fails before any work. The command name is the module's with ``-`` for ``_``.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Callable
 
 import typer
 
 from . import outputs
+
+# command -> (package, its help). Stages of the main study (dvc.yaml), then the extended study's
+# (extended/dvc.yaml, `dvc repro extended/dvc.yaml`: they read the `extended` section themselves,
+# pipeline/extended_params.py, so that this module does not import it), then the tools.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("stages", "Validate params.yaml, the extended study's section too (the gate stage before all others); write data/params.ok."),
+    "prepare": ("stages", "Read the data set (data folder, local official files, or torchvision download) into data/prepared."),
+    "reference": ("stages", "Inception features of two fixed real splits: the FID reference and the real-vs-real floor."),
+    "train": ("stages", "Train one U-Net DDPM per listed schedule (GPU when present; train.processes > 1: torchrun, "
+                        "data-parallel); resumes from models/<schedule>/checkpoint.pt."),
+    "sample": ("stages", "Sample each schedule's EMA model from shared noise; write images, grid, denoising GIF, forward strip."),
+    "evaluate": ("stages", "FID and KID (2048-d Inception features) of each schedule's samples, with spreads, floor and ceilings."),
+    "sweep": ("stages", "Sample every schedule x sampler x number of sampling steps from shared noise; keep Inception features."),
+    "score_sweep": ("stages", "FID/KID of every sweep cell with jackknife spreads, paired differences, floor and ceilings."),
+    "report": ("stages", "Write the comparison (table, figures, grids, GIFs) to reports/main/ and log it to MLflow."),
+    "train_seeds": ("stages", "Extended study: train extended.seeds.schedules again with the extra training seeds."),
+    "score_seeds": ("stages", "Extended study: every training seed sampled and scored like the main setting; does each verdict survive?"),
+    "train_longer": ("stages", "Extended study: one schedule trained longer, its model kept at every snapshot."),
+    "score_longer": ("stages", "Extended study: DDPM and DDIM at every sweep setting along the longer run's snapshots."),
+    "score_cross": ("stages", "Extended study: every model sampled on every schedule's noise levels (trained with x sampled on)."),
+    "extended_report": ("stages", "Extended study: write reports/extended/ (tables, heatmaps, figures) and log it to MLflow."),
+    "backfill": ("tools", "Not a stage: record the study in DVC's files (e.g. after `dvc pull`) in the MLflow store, "
+                          "as its stages would have."),
+    "readme": ("tools", "Not a stage: write README.md's answer block (the main study's ranking) from the committed metrics."),
+}
 
 app = typer.Typer(
     help="Noise-schedule study of U-Net DDPMs. Each command is one DVC stage and reads params.yaml; "
@@ -19,16 +49,17 @@ app = typer.Typer(
 ParamsOption = typer.Option(outputs.PARAMS, "--params", help="Parameter file (validated strictly before any work).")
 
 
-def _run(stage: Callable, params: Path) -> None:
-    """Validate params, run the stage; known failures end in one readable line and exit code 1."""
+def _run(module: str, params: Path) -> None:
+    """Validate params, run the module's ``run(cfg, params)``; known failures end in one readable line and exit code 1."""
     from ddpm_study.errors import StudyError
     from rich.markup import escape
 
-    from .params import load
-    from .ui import console
+    from .console import console
+    from .params import load, recording
 
     try:
-        stage(load(params))
+        with recording(module.rpartition(".")[2]):
+            importlib.import_module(module).run(load(params), params)
     # Expected failures, each with a message naming its cause; anything else keeps its traceback.
     except (StudyError, FileNotFoundError) as err:
         # Escaped: messages hold brackets ("[1, 1000]") that rich would otherwise read as markup.
@@ -36,134 +67,15 @@ def _run(stage: Callable, params: Path) -> None:
         raise typer.Exit(1) from None
 
 
-@app.command()
-def prepare(params: Path = ParamsOption) -> None:
-    """Read the data set (data folder, local official files, or torchvision download) into data/prepared."""
-    from . import prepare as stage
+def _command(name: str, package: str, help: str) -> None:
+    def command(params: Path = ParamsOption) -> None:
+        _run(f"{__package__}.{package}.{name}", params)
 
-    _run(stage.run, params)
-
-
-@app.command()
-def train(params: Path = ParamsOption) -> None:
-    """Train one U-Net DDPM per listed schedule (GPU when present; train.processes > 1: torchrun, data-parallel); resumes from models/<schedule>/checkpoint.pt."""
-    from . import train as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
+    app.command(name.replace("_", "-"), help=help)(command)
 
 
-@app.command()
-def reference(params: Path = ParamsOption) -> None:
-    """Inception features of two fixed real splits: the FID reference and the real-vs-real floor."""
-    from . import reference as stage
-
-    _run(stage.run, params)
-
-
-@app.command()
-def sample(params: Path = ParamsOption) -> None:
-    """Sample each schedule's EMA model from shared noise; write images, grid, denoising GIF, forward strip."""
-    from . import sample as stage
-
-    _run(stage.run, params)
-
-
-@app.command()
-def evaluate(params: Path = ParamsOption) -> None:
-    """FID and KID (2048-d Inception features) of each schedule's samples, with spreads, floor and ceilings."""
-    from . import evaluate as stage
-
-    _run(stage.run, params)
-
-
-@app.command()
-def sweep(params: Path = ParamsOption) -> None:
-    """Sample every schedule x sampler x number of sampling steps from shared noise; keep Inception features."""
-    from . import sweep as stage
-
-    _run(stage.run, params)
-
-
-@app.command("score-sweep")
-def score_sweep(params: Path = ParamsOption) -> None:
-    """FID/KID of every sweep cell with jackknife spreads, paired differences, floor and ceilings."""
-    from . import score_sweep as stage
-
-    _run(stage.run, params)
-
-
-@app.command()
-def report(params: Path = ParamsOption) -> None:
-    """Write the comparison (table, figures, grids, GIFs) to reports/ and log it to MLflow."""
-    from . import report as stage
-
-    _run(stage.run, params)
-
-
-@app.command()
-def check(params: Path = ParamsOption) -> None:
-    """Validate params.yaml, the extended study's section too (the gate stage before all others); write params.ok."""
-    from . import check as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
-
-
-@app.command()
-def backfill(params: Path = ParamsOption) -> None:
-    """Not a stage: record the study in DVC's files (e.g. after `dvc pull`) in the MLflow store, as its stages would have."""
-    from . import backfill as command
-
-    _run(command.run, params)
-
-
-# The extended study (extended/dvc.yaml): `dvc repro extended/dvc.yaml`. Its stages read the
-# `extended` section themselves (pipeline/extended_params.py), so that the CLI does not import it.
-@app.command("train-seeds")
-def train_seeds(params: Path = ParamsOption) -> None:
-    """Extended study: train extended.seeds.schedules again with the extra training seeds."""
-    from . import train_seeds as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
-
-
-@app.command()
-def seeds(params: Path = ParamsOption) -> None:
-    """Extended study: every training seed sampled and scored like the main setting; does each verdict survive?"""
-    from . import seeds as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
-
-
-@app.command("train-longer")
-def train_longer(params: Path = ParamsOption) -> None:
-    """Extended study: one schedule trained longer, its model kept at every snapshot."""
-    from . import train_longer as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
-
-
-@app.command()
-def undertraining(params: Path = ParamsOption) -> None:
-    """Extended study: DDPM and DDIM at every sweep setting along the longer run's snapshots."""
-    from . import undertraining as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
-
-
-@app.command()
-def cross(params: Path = ParamsOption) -> None:
-    """Extended study: every model sampled on every schedule's noise levels (trained with x sampled on)."""
-    from . import cross as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
-
-
-@app.command("extended-report")
-def extended_report(params: Path = ParamsOption) -> None:
-    """Extended study: write extended/report/ (tables, heatmaps, figures) and log it to MLflow."""
-    from . import extended_report as stage
-
-    _run(lambda cfg: stage.run(cfg, params), params)
+for _name, (_package, _help) in COMMANDS.items():
+    _command(_name, _package, _help)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def load(path: Path, gate: bool = False) -> ExtendedConfig:
     if params.EXTENDED not in raw:
         raise ConfigError(f"{params.EXTENDED}: missing key; params needs the study's sections and "
                           f"{params.EXTENDED} (seeds, longer, cross)")
-    ext = ExtendedConfig.from_dict(raw[params.EXTENDED], study)
-    if not gate:
-        ext.require_runnable(study)
-    return ext
+    with params.unrecorded():  # validation against the study, not a dependency
+        ext = ExtendedConfig.from_dict(raw[params.EXTENDED], study)
+        if not gate:
+            ext.require_runnable(study)
+    return params.track(ext, f"{params.EXTENDED}.")

@@ -21,6 +21,7 @@ from typing import Any
 from ddpm_study.config import StudyConfig, fingerprint
 from ddpm_study.runtime import resolve_device, resolve_precision
 
+from . import params
 from .stage_graph import ROOT, stage_code
 
 # Where the data files came from does not change the prepared arrays (DVC tracks their content).
@@ -58,13 +59,15 @@ def schedule(cfg: StudyConfig, name: str) -> dict[str, Any]:
 
 def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
     """``schedule`` less what only sampling and evaluation read."""
-    d = schedule(cfg, name)
-    for section in ("sample", "evaluate", "sweep"):
-        d.pop(section)
-    d["data"] = {k: v for k, v in d["data"].items() if k not in _DATA_SOURCE_KEYS}
-    # The arithmetic that actually runs: bf16 asked for on a device without native bf16 trains in fp32,
-    # and such a checkpoint must not pass for (or resume as) a bf16 one.
-    d["train"]["precision"] = resolve_precision(cfg.train.precision, resolve_device(cfg.device))
+    with params.unrecorded():
+        d = schedule(cfg, name)
+        for section in ("sample", "evaluate", "sweep"):
+            d.pop(section)
+        d["data"] = {k: v for k, v in d["data"].items() if k not in _DATA_SOURCE_KEYS}
+        # The arithmetic that actually runs: bf16 asked for on a device without native bf16 trains in fp32,
+        # and such a checkpoint must not pass for (or resume as) a bf16 one.
+        d["train"]["precision"] = resolve_precision(cfg.train.precision, resolve_device(cfg.device))
+    params.note_read(d)  # what a checkpoint's fingerprint depends on
     return d
 
 

@@ -34,7 +34,7 @@ def _write_tsv(path: Path, table: pd.DataFrame) -> None:
 
 
 # --- check: the params gate ------------------------------------------------------------------------
-PARAMS_OK = Path("params.ok")  # constant content: passing the gate reruns nothing downstream
+PARAMS_OK = Path("data/params.ok")  # constant content: passing the gate reruns nothing downstream
 CHECK_OUTS = (PARAMS_OK,)
 
 
@@ -52,8 +52,11 @@ PREPARE_OUTS = (PREPARED_DIR,)
 
 @dataclass(frozen=True)
 class PreparedInfo:
+    """What the arrays hold, not where they came from: DVC hashes data/prepared by content, so two copies of
+    the same files (a Debian folder, data/raw, a download) give the same hash and rerun nothing downstream.
+    The source goes to the stage's log and the MLflow execution run (tag ``data_source``)."""
+
     dataset: str
-    source: str
     train_images: list[int]  # shape [N, C, H, W]
     test_images: list[int]
 
@@ -69,7 +72,7 @@ def write_prepared(splits, dataset: str) -> PreparedInfo:
     """``splits``: a ``ddpm_study.data.Splits``."""
     for name in PREPARED_ARRAYS:
         write_array(prepared_array(name), getattr(splits, name))
-    info = PreparedInfo(dataset, splits.source, list(splits.train_images.shape), list(splits.test_images.shape))
+    info = PreparedInfo(dataset, list(splits.train_images.shape), list(splits.test_images.shape))
     write_json(PREPARED_INFO, dataclasses.asdict(info))
     return info
 
@@ -431,12 +434,13 @@ def read_sweep_metrics() -> SweepMetrics:
 
 
 # --- report: the write-up ---------------------------------------------------------------------------
-REPORTS_DIR = Path("reports")
-REPORT = REPORTS_DIR / "README.md"
-REPORT_OUTS = (REPORTS_DIR,)
+REPORTS_DIR = Path("reports")  # the results tree: one folder per write-up, and its index README.md (git)
+REPORT_DIR = REPORTS_DIR / "main"
+REPORT = REPORT_DIR / "README.md"
+REPORT_OUTS = (REPORT_DIR,)
 
 
-# === The extended study (extended/dvc.yaml): all its files lie under extended/ =====================
+# === The extended study (extended/dvc.yaml): its files lie under extended/, its write-up in reports/extended/ ==
 EXTENDED_DIR = Path("extended")
 EXTENDED_METRICS_DIR = EXTENDED_DIR / "metrics"
 EXTENDED_PIPELINE = EXTENDED_DIR / "dvc.yaml"
@@ -455,10 +459,10 @@ def seed_checkpoint(schedule: str, seed: int) -> Path:
     return SEED_MODELS_DIR / schedule / f"seed_{seed}.pt"
 
 
-# --- seeds: every seed's model sampled like the main setting, scored, verdicts per pair ------------
+# --- score_seeds: every seed's model sampled like the main setting, scored, verdicts per pair ------------
 SEED_FEATURES_DIR = EXTENDED_DIR / "seed_features"
 SEEDS_METRICS = EXTENDED_METRICS_DIR / "seeds.json"
-SEEDS_OUTS = (SEED_FEATURES_DIR, SEEDS_METRICS)
+SCORE_SEEDS_OUTS = (SEED_FEATURES_DIR, SEEDS_METRICS)
 
 
 def seed_features(schedule: str, seed: int) -> Path:
@@ -485,10 +489,10 @@ def longer_snapshot(step: int) -> Path:
     return LONGER_MODELS_DIR / f"step_{step}.pt"
 
 
-# --- undertraining: every snapshot at every sweep setting -------------------------------------------
+# --- score_longer: every snapshot at every sweep setting -------------------------------------------
 UNDERTRAINING_DIR = EXTENDED_DIR / "undertraining"
 UNDERTRAINING_METRICS = EXTENDED_METRICS_DIR / "undertraining.json"
-UNDERTRAINING_OUTS = (UNDERTRAINING_DIR, UNDERTRAINING_METRICS)
+SCORE_LONGER_OUTS = (UNDERTRAINING_DIR, UNDERTRAINING_METRICS)
 
 
 def undertraining_features(step: int, cell: Cell) -> Path:
@@ -505,10 +509,10 @@ def read_undertraining_metrics() -> dict[str, Any]:
     return _read_metrics(UNDERTRAINING_METRICS)
 
 
-# --- cross: trained with A x sampled on B ---------------------------------------------------------
+# --- score_cross: trained with A x sampled on B ---------------------------------------------------------
 CROSS_DIR = EXTENDED_DIR / "cross"
 CROSS_METRICS = EXTENDED_METRICS_DIR / "cross.json"
-CROSS_OUTS = (CROSS_DIR, CROSS_METRICS)
+SCORE_CROSS_OUTS = (CROSS_DIR, CROSS_METRICS)
 
 
 def cross_features(trained_with: str, sampled_on: str, cell: Cell) -> Path:
@@ -526,6 +530,6 @@ def read_cross_metrics() -> dict[str, Any]:
 
 
 # --- extended_report: the extended study's write-up -------------------------------------------------
-EXTENDED_REPORT_DIR = EXTENDED_DIR / "report"
+EXTENDED_REPORT_DIR = REPORTS_DIR / "extended"  # beside the main write-up, in the results tree
 EXTENDED_REPORT = EXTENDED_REPORT_DIR / "README.md"
 EXTENDED_REPORT_OUTS = (EXTENDED_REPORT_DIR,)

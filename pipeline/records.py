@@ -94,4 +94,4 @@ def record_execution(cfg: StudyConfig, fill: bool = False) -> None:
     scores = outputs.read_evaluate_metrics().table.scores
     with tracking.execution_run(cfg) as run:
         run.log_metrics({f"{n}/fid": scores[n].fid for n in cfg.schedule}, fill=fill)
-        run.log_artifacts(sorted(outputs.REPORTS_DIR.iterdir()), "report", fill=fill)
+        run.log_artifacts(sorted(outputs.REPORT_DIR.iterdir()), "report", fill=fill)

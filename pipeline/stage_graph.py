@@ -3,8 +3,8 @@
 - ``upstream(stage)``: the stages whose outputs ``stage`` depends on, directly or not, read from the
   ``deps`` and ``outs`` of ``dvc.yaml`` (no hand copy of the graph).
 - ``stage_code(stage)``: the project source files a stage runs — the static import closure of the
-  command line (``pipeline/cli.py``) and the stage's entry module, never entering another stage's
-  entry module or a command no stage runs (``TOOLS``). ``dvc.yaml`` must list exactly these as the stage's code deps (a test checks), and
+  command line (``pipeline/cli.py``) and the stage's entry module (``pipeline/stages/<stage>.py``),
+  never entering another stage's entry module or a command no stage runs (``pipeline/tools/``). ``dvc.yaml`` must list exactly these as the stage's code deps (a test checks), and
   the training code fingerprint (``lineage``) hashes the library part of ``train``'s.
 
 Package ``__init__.py`` files hold only a docstring (a test checks) and are left out.
@@ -21,8 +21,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]  # the project holding the running code (and its dvc.yaml)
 COMMAND = "ddpm-study"
-# CLI commands that no stage runs (``pipeline/<command>.py``): no stage's closure enters them.
-TOOLS = ("backfill",)
+# CLI commands that no stage runs (``pipeline/tools/<command>.py``): no stage's closure enters them.
+TOOLS = ("backfill", "readme")
+STAGES_DIR, TOOLS_DIR = "stages", "tools"  # under pipeline/
 
 
 def packages(root: Path) -> dict[str, Path]:
@@ -52,11 +53,11 @@ def _parsed(path: Path, mtime_ns: int, size: int) -> dict:
 
 
 def entry_module(stage: str, root: Path = ROOT) -> Path | None:
-    """``pipeline/<command>.py`` of the stage's ``ddpm-study <command>``; None if the CLI itself does the work."""
+    """``pipeline/stages/<command>.py`` of the stage's ``ddpm-study <command>``; None if the CLI itself does the work."""
     command = dvc_stages(root)[stage]["cmd"].split()
     if command[:1] != [COMMAND] or len(command) < 2:
         raise ValueError(f"dvc.yaml: stage {stage!r} does not run `{COMMAND} <command>`")
-    path = packages(root)["pipeline"] / f"{command[1].replace('-', '_')}.py"
+    path = packages(root)["pipeline"] / STAGES_DIR / f"{command[1].replace('-', '_')}.py"
     return path if path.is_file() else None
 
 
@@ -147,7 +148,7 @@ def stage_code(stage: str, root: Path = ROOT) -> tuple[str, ...]:
     entries = {name: entry_module(name, root) for name in dvc_stages(root)}
     own = entries[stage]
     others = frozenset(e for name, e in entries.items() if e is not None and name != stage)
-    others |= {packages(root)["pipeline"] / f"{tool}.py" for tool in TOOLS}
+    others |= {packages(root)["pipeline"] / TOOLS_DIR / f"{tool}.py" for tool in TOOLS}
     cli = packages(root)["pipeline"] / "cli.py"
     files = closure([cli] + ([own] if own else []), stop=others, root=root)
     return tuple(sorted(p.relative_to(root).as_posix() for p in files))

@@ -28,8 +28,8 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from ddpm_study.config import StudyConfig, fingerprint
 from ddpm_study.errors import StudyError
 
-from . import lineage
-from .ui import console
+from . import lineage, params
+from .console import console
 
 TAG_KEY = "ddpm.key"
 TAG_ROLE = "ddpm.role"
@@ -56,7 +56,9 @@ def project_root() -> Path:
 
 
 def tracking_uri(cfg: StudyConfig) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.uri or f"sqlite:///{project_root() / 'mlflow.db'}"
+    with params.unrecorded():  # where results are recorded, not what they are
+        configured = cfg.tracking.uri
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def dvc_experiment() -> str:
@@ -289,14 +291,16 @@ def _open_execution(cfg: StudyConfig):
     """The client, experiment id, execution key and parent run id of this pipeline execution."""
     from mlflow.entities import Param
 
-    client = _client(tracking_uri(cfg))
-    experiment_id = _experiment_id(client, cfg.tracking.experiment)
+    with params.unrecorded():  # where and under which name the run is recorded: no output depends on it
+        uri, experiment, config = tracking_uri(cfg), cfg.tracking.experiment, lineage.execution(cfg)
+        schedules = ",".join(cfg.schedule)
+    client = _client(uri)
+    experiment_id = _experiment_id(client, experiment)
     exp_name = dvc_experiment()
-    config = lineage.execution(cfg)
     execution_key = fingerprint({"config": config, "dvc_experiment": exp_name})
     parent_id, created = _find_or_create(
         client, experiment_id, f"execution-{execution_key}", f"{exp_name or 'study'}-{execution_key[:6]}",
-        {TAG_ROLE: "execution", TAG_EXPERIMENT: exp_name, "schedules": ",".join(cfg.schedule)},
+        {TAG_ROLE: "execution", TAG_EXPERIMENT: exp_name, "schedules": schedules},
     )
     if created:
         _retry(lambda: client.log_batch(parent_id, params=[Param(k, v) for k, v in _flatten(config).items()]), "log params")
@@ -324,7 +328,8 @@ def schedule_run(cfg: StudyConfig, schedule: str) -> Iterator[ScheduleRun]:
     FINISHED; FAILED with its execution if the body raises)."""
     client, experiment_id, execution_key, parent_id = _open_execution(cfg)
     exp_name = dvc_experiment()
-    run_lineage = lineage.schedule(cfg, schedule)
+    with params.unrecorded():
+        run_lineage = lineage.schedule(cfg, schedule)
     key = f"{schedule}-{fingerprint(run_lineage)}-{execution_key}"
     run_id, created = _find_or_create(
         client, experiment_id, key, f"{exp_name}-{schedule}" if exp_name else schedule,
@@ -333,8 +338,8 @@ def schedule_run(cfg: StudyConfig, schedule: str) -> Iterator[ScheduleRun]:
     if created:
         from mlflow.entities import Param
 
-        params = [Param(k, v) for k, v in _flatten(run_lineage).items()]
-        _retry(lambda: client.log_batch(run_id, params=params), "log params")
+        logged = [Param(k, v) for k, v in _flatten(run_lineage).items()]
+        _retry(lambda: client.log_batch(run_id, params=logged), "log params")
     with _running(ScheduleRun(client, run_id, parent_id)) as run:
         yield run
 
@@ -345,3 +350,14 @@ def execution_run(cfg: StudyConfig) -> Iterator[ScheduleRun]:
     client, _, _, parent_id = _open_execution(cfg)
     with _running(ScheduleRun(client, parent_id)) as run:
         yield run
+
+
+def tag_execution(cfg: StudyConfig, tags: dict[str, str]) -> None:
+    """Set tags on this execution's parent run, leaving its status alone (the `prepare` stage records where
+    the data came from). Not critical: a store that cannot be reached is a warning, the stage goes on."""
+    try:
+        client, _, _, parent_id = _open_execution(cfg)
+        for key, value in tags.items():
+            _retry(lambda: client.set_tag(parent_id, key, value), f"tag the execution run with {key}")
+    except TrackingError as err:
+        console.print(f"[yellow]warning:[/] {err}; the execution run lacks the tags {', '.join(tags)}")

@@ -40,9 +40,15 @@ def test_missing_params_file(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "params.yaml: file not found" in result.output
 
 
-def test_every_command_has_help():
-    for command in ("prepare", "train", "reference", "sample", "evaluate", "sweep", "score-sweep", "report", "check",
-                    "train-seeds", "seeds", "train-longer", "undertraining", "cross", "extended-report"):
+def test_every_stage_and_tool_is_a_command_with_help():
+    """The CLI's table is the stages of both dvc.yaml files and the tools, each module named as its command."""
+    from pipeline import stage_graph
+    from pipeline.cli import COMMANDS
+
+    assert set(COMMANDS) == set(stage_graph.dvc_stages()) | set(stage_graph.TOOLS)
+    for name, (package, _) in COMMANDS.items():
+        assert (ROOT / "pipeline" / package / f"{name}.py").is_file(), name
+        command = name.replace("_", "-")
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "--params" in result.output
 

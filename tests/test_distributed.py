@@ -51,7 +51,7 @@ with distributed.process_group(device) as device:
 
 def torchrun(folder: Path, cpu: bool = True) -> tuple[list[str], dict]:
     """The stage's own torchrun command for 2 processes, running the library from this checkout."""
-    from pipeline.train import torchrun as stage_torchrun
+    from pipeline.stages.train import torchrun as stage_torchrun
 
     cmd, env = stage_torchrun(2, folder, cpu=cpu)
     return cmd, {**env, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}

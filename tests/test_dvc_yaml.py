@@ -14,9 +14,9 @@ DVC_YAML = ROOT / "dvc.yaml"
 MAIN_OUTS = {"check": outputs.CHECK_OUTS, "prepare": outputs.PREPARE_OUTS, "reference": outputs.REFERENCE_OUTS,
              "train": outputs.TRAIN_OUTS, "sample": outputs.SAMPLE_OUTS, "evaluate": outputs.EVALUATE_OUTS,
              "sweep": outputs.SWEEP_OUTS, "score_sweep": outputs.SCORE_SWEEP_OUTS, "report": outputs.REPORT_OUTS}
-EXTENDED_OUTS = {"train_seeds": outputs.TRAIN_SEEDS_OUTS, "seeds": outputs.SEEDS_OUTS,
-                 "train_longer": outputs.TRAIN_LONGER_OUTS, "undertraining": outputs.UNDERTRAINING_OUTS,
-                 "cross": outputs.CROSS_OUTS, "extended_report": outputs.EXTENDED_REPORT_OUTS}
+EXTENDED_OUTS = {"train_seeds": outputs.TRAIN_SEEDS_OUTS, "score_seeds": outputs.SCORE_SEEDS_OUTS,
+                 "train_longer": outputs.TRAIN_LONGER_OUTS, "score_longer": outputs.SCORE_LONGER_OUTS,
+                 "score_cross": outputs.SCORE_CROSS_OUTS, "extended_report": outputs.EXTENDED_REPORT_OUTS}
 STAGE_OUTS = MAIN_OUTS | EXTENDED_OUTS
 
 
@@ -31,8 +31,9 @@ def test_the_two_pipelines_hold_their_own_stages():
     assert set(extended) == set(EXTENDED_OUTS)
     # Run from the project root, so that every path in them reads like the main pipeline's.
     assert all(spec["wdir"] == ".." for spec in extended.values())
-    # Every extended output lies under extended/, none is a main stage's.
-    assert all(p.is_relative_to(outputs.EXTENDED_DIR) for outs in EXTENDED_OUTS.values() for p in outs)
+    # Every extended output lies under extended/ but its write-up, which is in the results tree; none is a main stage's.
+    assert all(p.is_relative_to(outputs.EXTENDED_DIR) for s, outs in EXTENDED_OUTS.items() if s != "extended_report" for p in outs)
+    assert outputs.EXTENDED_REPORT_OUTS == (outputs.REPORTS_DIR / "extended",)
 
 
 def code_deps(spec) -> set[str]:
@@ -83,7 +84,7 @@ def test_the_closure_check_fails_on_an_unlisted_import(tmp_path):
     (tmp_path / "extended").mkdir()
     for name in ("src", "pipeline", *stage_graph.PIPELINES):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
-    prepare = tmp_path / "pipeline" / "prepare.py"
+    prepare = tmp_path / "pipeline" / "stages" / "prepare.py"
     prepare.write_text(prepare.read_text() + "\n\ndef later():\n    from ddpm_study import uncertainty\n")
     before, after = (set(stage_graph.stage_code("prepare", root)) for root in (ROOT, tmp_path))
     assert after - before == {"src/ddpm_study/uncertainty.py"} and not before - after
@@ -126,8 +127,8 @@ def test_upstream_follows_the_files():
     assert set(stage_graph.upstream("report")) == set(MAIN_OUTS) - {"report"}
     # The main study never waits for the extended one; the extended study builds on the main one.
     assert not any(set(stage_graph.upstream(s)) & set(EXTENDED_OUTS) for s in MAIN_OUTS)
-    assert {"train", "sample", "reference"} <= set(stage_graph.upstream("seeds"))
-    assert set(stage_graph.upstream("extended_report")) >= {"seeds", "undertraining", "cross", "train_longer", "train_seeds"}
+    assert {"train", "sample", "reference"} <= set(stage_graph.upstream("score_seeds"))
+    assert set(stage_graph.upstream("extended_report")) >= {"score_seeds", "score_longer", "score_cross", "train_longer", "train_seeds"}
 
 
 def test_every_listed_param_exists():

@@ -36,8 +36,8 @@ def test_a_fifth_schedule_runs_through_the_whole_pipeline(tmp_path, torch_home, 
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
     assert sorted(train) == ["geometric", "linear"] and train["geometric"]["steps"] == 8
     assert evaluate["geometric"]["fid"] > 0 and "linear-geometric" in evaluate["pairs"]
-    report = (repo / "reports/README.md").read_text()
-    assert "| geometric" in report and (repo / "reports/samples_geometric.png").is_file()
+    report = (repo / "reports/main/README.md").read_text()
+    assert "| geometric" in report and (repo / "reports/main/samples_geometric.png").is_file()
     # The SNR table covers every registered schedule, the new one included.
     assert sum(line.startswith("| geometric") for line in report.splitlines()) >= 2
     _, runs = mlflow_runs(repo)

@@ -44,7 +44,7 @@ def test_dvc_repro_runs_the_study(study):
     assert train["cosine"]["alpha_bar_T"] < train["linear"]["alpha_bar_T"] < train["quadratic"]["alpha_bar_T"]
     for name in schedules:
         assert evaluate[name]["fid"] > 0 and train[name]["steps"] == 8
-        assert (repo / f"reports/samples_{name}.png").is_file() and (repo / f"reports/denoising_{name}.gif").is_file()
+        assert (repo / f"reports/main/samples_{name}.png").is_file() and (repo / f"reports/main/denoising_{name}.gif").is_file()
     assert evaluate["num_images"] == 24 and evaluate["real_vs_real"]["fid"] > 0
     # Spreads, paired differences and the trivial-generator ceilings beside every FID.
     assert all(evaluate[n]["fid_std"] > 0 for n in schedules) and evaluate["real_vs_real"]["fid_std"] > 0
@@ -55,7 +55,7 @@ def test_dvc_repro_runs_the_study(study):
     for cell in sweep["cells"].values():
         assert all(cell[n]["fid"] > 0 and cell[n]["fid_std"] > 0 for n in schedules) and len(cell["pairs"]) == 6
     assert (repo / "sweep/cosine/ddim_4_trajectory.npy").is_file() and (repo / "plots/sweep/cosine_ddim.tsv").is_file()
-    report = (repo / "reports/README.md").read_text()
+    report = (repo / "reports/main/README.md").read_text()
     assert "| cosine" in report and "schedules.png" in report and "real vs real" in report
     for part in ("## Conclusions", "## Protocol", "fid_vs_steps.png", "loss_by_timestep.png", "same_noise.png",
                  "trajectory.png"):
@@ -68,7 +68,7 @@ def test_dvc_repro_runs_the_study(study):
     assert re.search(r"- DDPM: FID\(linear\) − FID\(cosine\) = -?\d+\.\d ± \d+\.\d at 2 steps", report)
     assert re.search(r"- DDIM: FID\(linear\) − FID\(cosine\) = .* — (we do \*\*not\*\*|our numbers|cosine leads)", report)
     for figure in ("fid_vs_steps.png", "same_noise.png", "trajectory.png", "sweep.csv"):
-        assert (repo / "reports" / figure).is_file(), figure
+        assert (repo / "reports/main" / figure).is_file(), figure
 
     shown = sh("dvc metrics show --json", repo, env).stdout
     assert "fid" in shown and "final_loss" in shown
@@ -126,6 +126,18 @@ def test_exp_run_single_schedule(study):
     assert parent.info.status == "FINISHED" and client.list_artifacts(parent.info.run_id, "report")
 
 
+def test_exp_run_with_another_precision_retrains_and_samples(study):
+    """`train.precision` is a `train` param (it was not, and `sample` then refused the model DVC kept)."""
+    import torch
+
+    repo, env = study
+    out = sh("dvc exp run -n fp32 -S schedule=linear -S train.precision=fp32", repo, env)
+    log = out.stdout + out.stderr
+    assert "Running stage 'train'" in log and "Running stage 'sample'" in log and "Running stage 'report'" in log
+    state = torch.load(repo / "models/linear/checkpoint.pt", weights_only=True)
+    assert state["lineage"]["train"]["precision"] == "fp32"
+
+
 def test_downstream_param_change_opens_a_correctly_labelled_run(study):
     repo, env = study
     sh("dvc exp run -n fewer-steps -S schedule=linear -S sample.steps=3", repo, env)
@@ -151,13 +163,13 @@ def test_conditional_experiment_with_guidance_and_the_sde_and_ode_samplers(study
     sweep = json.loads((repo / "metrics/sweep.json").read_text())
     assert sorted(sweep["cells"]) == ["ode_w-1_2", "ode_w3_2", "sde_w-1_2", "sde_w3_2"]
     assert (repo / "plots/sweep/linear_ode_w3.tsv").is_file()
-    report = (repo / "reports/README.md").read_text()
+    report = (repo / "reports/main/README.md").read_text()
     for part in ("## Conditional generation", "fid_vs_guidance.png", "classes_linear.png", "mean per-class FID",
                  "- w = -1 (unconditional): ", "- w = 3: ", "Ankle boot", "Heun", "Euler–Maruyama",
                  "guidance w = 1"):
         assert part in report, part
     for picture in ("classes_linear.png", "classes_cosine.png", "fid_vs_guidance.png"):
-        assert (repo / "reports" / picture).is_file(), picture
+        assert (repo / "reports/main" / picture).is_file(), picture
     # A 10-row grid: one row per class.
     from PIL import Image
     grid = Image.open(repo / "samples/linear/classes.png")
@@ -231,11 +243,11 @@ def test_extended_study_runs_the_grid_seeds_and_longer_run(study):
         assert split["total"]["value"] == pytest.approx(s["fid"]["linear"]["linear"] - s["fid"]["cosine"]["cosine"])
         assert split["training"]["value"] + split["sampling"]["value"] == pytest.approx(split["total"]["value"])
 
-    report = (repo / "extended/report/README.md").read_text()
+    report = (repo / "reports/extended/README.md").read_text()
     for part in ("## 1. DDIM against DDPM", "## 2. Training schedule vs sampling schedule", "## 3. Training seeds",
                  "## Against the literature", "undertraining.png", "cross.png", "| linear-cosine"):
         assert part in report, part
-    assert (repo / "extended/report/cross.png").is_file() and (repo / "extended/report/undertraining.png").is_file()
+    assert (repo / "reports/extended/cross.png").is_file() and (repo / "reports/extended/undertraining.png").is_file()
     status = json.loads(sh("dvc status extended/dvc.yaml --json", repo, env).stdout)
     assert status == {}, f"extended study not up to date after repro: {status}"
 

@@ -8,7 +8,7 @@ import pytest
 
 from ddpm_study.replication import factorial_split, seed_verdict
 from ddpm_study.uncertainty import jackknife_std
-from pipeline.undertraining import overtakes
+from ddpm_study.replication import overtakes
 
 
 def test_a_difference_every_seed_repeats_survives():

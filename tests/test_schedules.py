@@ -47,7 +47,7 @@ def test_betas_and_alpha_bar_T_match_the_closed_forms(name):
     betas = get_betas(name, 1000, **PARAMS[name])
     np.testing.assert_allclose(betas, closed_form_betas(name), rtol=1e-9)
     assert summarize(betas)["alpha_bar_T"] == pytest.approx(ALPHA_BAR_T[name], rel=1e-9)
-    # The study's reading of them (reports/README.md): cosine ends nearest pure noise, quadratic farthest.
+    # The study's reading of them (reports/main/README.md): cosine ends nearest pure noise, quadratic farthest.
     assert ALPHA_BAR_T["cosine"] < 1e-8 < ALPHA_BAR_T["sigmoid"] < ALPHA_BAR_T["linear"] < ALPHA_BAR_T["quadratic"]
 
 

@@ -11,7 +11,7 @@ from ddpm_study import runtime, training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.schedules import get_betas
-from pipeline import lineage, trained
+from pipeline import checkpoints, lineage
 
 
 class Kill(Exception):
@@ -241,8 +241,8 @@ def test_a_finished_model_serves_later_stages_whichever_precision_bf16_resolved_
     cfg16, kw16 = setup(tmp_path, precision="bf16")
     training.train(**kw32, checkpoint_path=tmp_path / "fp32.pt")
     cpu = torch.device("cpu")
-    assert trained.load_finished(tmp_path / "fp32.pt", cfg16, lineage.training(cfg16, "cosine"), 8, cpu) is not None
+    assert checkpoints.load_finished(tmp_path / "fp32.pt", cfg16, lineage.training(cfg16, "cosine"), 8, cpu) is not None
     if runtime.bf16_supported(cpu):
         training.train(**kw16, checkpoint_path=tmp_path / "bf16.pt")
         with pytest.raises(training.CheckpointError, match="other parameters or code"):
-            trained.load_finished(tmp_path / "bf16.pt", cfg32, lineage.training(cfg32, "cosine"), 8, cpu)
+            checkpoints.load_finished(tmp_path / "bf16.pt", cfg32, lineage.training(cfg32, "cosine"), 8, cpu)

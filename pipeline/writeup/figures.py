@@ -1,4 +1,4 @@
-"""The write-up's figures, each drawn from the typed stage outputs and saved as a PNG in reports/.
+"""The write-up's figures, each drawn from the typed stage outputs and saved as a PNG in reports/main/.
 
 Matplotlib's non-interactive Agg canvas is used explicitly (no ``matplotlib.use`` at import).
 Schedules get the default palette's colours in registry order, so a schedule keeps its colour
@@ -35,7 +35,7 @@ def _subplots(nrows: int, ncols: int, figsize: tuple[float, float], squeeze: boo
 
 
 def _save(fig: Figure, name: str) -> str:
-    with atomic_path(outputs.REPORTS_DIR / name) as tmp:
+    with atomic_path(outputs.REPORT_DIR / name) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return name
 

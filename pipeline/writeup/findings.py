@@ -12,7 +12,9 @@ import numpy as np
 from ddpm_study import schedules
 from ddpm_study.uncertainty import NOISE_SIGMAS
 
-from ..outputs import Anchored, Cell, Pair, ScoreTable, SweepMetrics
+from ddpm_study.config import StudyConfig
+
+from ..outputs import Anchored, Cell, EvaluateMetrics, Pair, ScoreTable, SweepMetrics
 
 # log-SNR bands: above +2.3 (SNR > 10) the image dominates x_t, below -2.3 (SNR < 0.1) the noise
 # does; in between the model must decide what the image is. Symmetric in SNR, one decade each side.
@@ -49,6 +51,26 @@ def ranking(table: ScoreTable, names: list[str]) -> str:
     if not worse:
         parts.append("so this setting does not separate the schedules")
     return "; ".join(parts) + "."
+
+
+def sampler_text(cfg: StudyConfig) -> str:
+    """The main setting's sampler as the write-up names it: 'DDPM', 'DDIM (eta 0.5)', '..., guidance w = 1'."""
+    s = cfg.sample
+    return (s.sampler.upper() + (f" (eta {s.eta})" if s.sampler == "ddim" else "")
+            + (f", guidance w = {s.guidance:g}" if cfg.model.num_classes > 0 else ""))
+
+
+def main_setting(cfg: StudyConfig, evaluate: EvaluateMetrics) -> str:
+    """The study's answer: the schedules ranked at the main setting, with their paired verdicts."""
+    return (f"**At the study's main setting** ({sampler_text(cfg)}, {cfg.sample.steps} respaced steps, "
+            f"N = {evaluate.num_images}): " + ranking(evaluate.table, list(cfg.schedule)))
+
+
+def answer(cfg: StudyConfig, evaluate: EvaluateMetrics) -> list[str]:
+    """The README's answer block (``ddpm-study readme``): the main-setting ranking and where it sits."""
+    names = list(cfg.schedule)
+    return [f"- {main_setting(cfg, evaluate)}",
+            f"- {placement(evaluate, evaluate.table, names)} Differences between schedules are to be read against that span."]
 
 
 def few_vs_many_steps(sweep: SweepMetrics, sampler: str, steps: list[int], a: str = "linear",

@@ -85,8 +85,7 @@ def write_up(inputs: Inputs) -> str:
     w = tables.main_guidance(cfg)  # the sweep's findings are read at this guidance weight
     at_w = f", w = {w:g}" if conditional else ""
     sample_info = inputs.samples[names[0]]
-    sampler_text = (s.sampler.upper() + (f" (eta {s.eta})" if s.sampler == "ddim" else "")
-                    + (f", guidance w = {s.guidance:g}" if conditional else ""))
+    sampler_text = findings.sampler_text(cfg)
     ddim_text = "deterministic (eta = 0)" if sweep.eta == 0 else f"stochastic (eta = {sweep.eta:g})"
     train_minutes = sum(train[n].train_time_s for n in names) / 60
     headline = tables.headline(cfg, train, evaluate)
@@ -101,8 +100,7 @@ def write_up(inputs: Inputs) -> str:
         "",
         "## Conclusions",
         "",
-        f"- **At the study's main setting** ({sampler_text}, {s.steps} respaced steps, N = {evaluate.num_images}): "
-        + findings.ranking(evaluate.table, names),
+        f"- {findings.main_setting(cfg, evaluate)}",
         *[f"- **With {cell_steps} steps, {sampler.upper()}{at_w}** (N = {sweep.num_images}): "
           + findings.ranking(sweep.cells[Cell(sampler, cell_steps, w)], names)
           for sampler in samplers for cell_steps in sorted({steps[0], steps[-1]})],
@@ -110,7 +108,7 @@ def write_up(inputs: Inputs) -> str:
         "against that span.",
         *([f"- **Samplers** (N = {sweep.num_images}{at_w}): {findings.sampler_gap(sweep, names, steps, w)} DDIM here is "
            f"{ddim_text}; its samples keep residual noise (trajectory figure). The extended study "
-           "([`extended/report/README.md`](../extended/report/README.md), `dvc repro extended/dvc.yaml`) checks "
+           "([`reports/extended/README.md`](../extended/README.md), `dvc repro extended/dvc.yaml`) checks "
            "the DDIM step against diffusers, compares sampler variants, follows the gap along a longer training "
            "run, separates each schedule's training from its sampling discretisation, and repeats the verdicts "
            "over training seeds."]

@@ -70,3 +70,13 @@ def factorial_split(points: Mapping[tuple[str, str], float], replicates: Mapping
         reps = sum(w * np.asarray(replicates[c], dtype=np.float64) for c, w in cells.items())
         out[part] = {"value": float(value), "std": jackknife_std(reps)}
     return out
+
+
+def overtakes(ddim_minus_ddpm: dict[int, dict]) -> int | None:
+    """The first snapshot from which on DDIM stays ahead of DDPM beyond noise, or None."""
+    steps = sorted(ddim_minus_ddpm)
+    ahead = [s for s in steps if ddim_minus_ddpm[s]["diff"] < 0 and not ddim_minus_ddpm[s]["within_noise"]]
+    for s in ahead:
+        if all(t in ahead for t in steps if t >= s):
+            return s
+    return None

@@ -1,4 +1,4 @@
-"""Stage `seeds` (extended study): every training seed's model sampled like the main setting, scored,
+"""Stage `score_seeds` (extended study): every training seed's model sampled like the main setting, scored,
 and each pair's verdict read against training seeds as a second source of spread.
 
 Seed ``seed`` is the main study's model and its `sample` images; the others come from `train_seeds`.
@@ -20,8 +20,8 @@ from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
 from ddpm_study.runtime import resolve_device
 
-from . import extended_params, outputs, scoring, trained
-from .ui import console
+from .. import checkpoints, extended_params, outputs, scoring
+from ..console import console
 
 
 def images_of(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> torch.Tensor:
@@ -29,7 +29,7 @@ def images_of(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> t
     if seed == cfg.seed:
         return torch.from_numpy(outputs.read_sample_images(name))
     s = cfg.sample
-    model = trained.load_seed(cfg, name, seed, device)
+    model = checkpoints.load_seed(cfg, name, seed, device)
     return sampling.generate(model, GaussianDiffusion(cfg.betas(name)).respace(s.steps), num_images=s.num_images,
                              batch_size=s.batch_size, image_shape=cfg.image_shape, seed=cfg.seed, device=device,
                              sampler=s.sampler, eta=s.eta, trajectory_images=1, trajectory_frames=2).images

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
-from . import outputs, records, scoring, tracking
-from .ui import console
+from .. import outputs, records, scoring, tracking
+from ..console import console
 
 
-def run(cfg: StudyConfig) -> None:
+def run(cfg: StudyConfig, params: Path) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
     device = resolve_device(cfg.device)
     sw = cfg.sweep

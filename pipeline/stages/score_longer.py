@@ -1,4 +1,4 @@
-"""Stage `undertraining` (extended study): is DDIM behind DDPM because the models are undertrained?
+"""Stage `score_longer` (extended study): is DDIM behind DDPM because the models are undertrained?
 
 The longer run's EMA model at every snapshot samples every sweep setting (sampler x steps) from the
 sweep's noise and is scored like the sweep: FID with a jackknife std, and DDIM - DDPM per step
@@ -11,25 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ddpm_study import metrics, sampling, training, uncertainty
+from ddpm_study.replication import overtakes
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
 from ddpm_study.runtime import resolve_device
 
-from . import extended_params, lineage, outputs, trained
-from .ui import console
+from .. import checkpoints, extended_params, lineage, outputs
+from ..params import unrecorded
+from ..console import console
 
 STREAM = 700  # its jackknife groups: numpy seed (seed, STREAM), apart from the main study's streams
-
-
-def overtakes(ddim_minus_ddpm: dict[int, dict]) -> int | None:
-    """The first snapshot from which on DDIM stays ahead of DDPM beyond noise, or None."""
-    steps = sorted(ddim_minus_ddpm)
-    ahead = [s for s in steps if ddim_minus_ddpm[s]["diff"] < 0 and not ddim_minus_ddpm[s]["within_noise"]]
-    for s in ahead:
-        if all(t in ahead for t in steps if t >= s):
-            return s
-    return None
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
@@ -37,13 +29,14 @@ def run(cfg: StudyConfig, params: Path) -> None:
     device = resolve_device(cfg.device)
     sw, name, snapshots = cfg.sweep, ext.longer.schedule, ext.longer.snapshots
     reference = outputs.read_reference().reference
-    run_lineage = lineage.longer(cfg, name, snapshots[-1])
+    with unrecorded():  # whether the snapshots are current; the models are the stage's deps
+        run_lineage = lineage.longer(cfg, name, snapshots[-1])
     diffusion = GaussianDiffusion(cfg.betas(name))
     cells = outputs.sweep_cells(sw.samplers, sw.steps)
     generated, losses = {}, {}
     for step in snapshots:
         path = outputs.longer_snapshot(step)
-        model = trained.load_finished(path, cfg, run_lineage, step, device)
+        model = checkpoints.load_finished(path, cfg, run_lineage, step, device)
         losses[step] = training.final_loss(training.load_checkpoint(path)["history"])
         for cell in cells:
             console.print(f"{name} at step {step}: {cell.sampler}, {cell.steps} steps")

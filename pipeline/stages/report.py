@@ -1,4 +1,4 @@
-"""Stage `report`: the study write-up in reports/ — protocol, tables with spreads, figures, conclusions.
+"""Stage `report`: the study write-up in reports/main/ — protocol, tables with spreads, figures, conclusions.
 
 Reads the other stages' outputs (``outputs``) and the committed spread benchmark; the figures,
 tables and text are ``writeup``'s. Closes this execution's MLflow runs, filled with everything
@@ -14,19 +14,19 @@ from pathlib import Path
 from ddpm_study.config import StudyConfig
 from ddpm_study.files import atomic_path, write_text
 
-from . import outputs, records
-from .writeup import figures, tables, text
+from .. import outputs, records
+from ..writeup import figures, tables, text
 
 SPREAD_BENCHMARK = Path("benchmarks/spread_vs_redraws.json")  # written by benchmarks/spread_vs_redraws.py
 
 
 def _copy(src: Path, name: str) -> None:
-    with atomic_path(outputs.REPORTS_DIR / name) as tmp:
+    with atomic_path(outputs.REPORT_DIR / name) as tmp:
         shutil.copyfile(src, tmp)
 
 
-def run(cfg: StudyConfig) -> None:
-    outputs.REPORTS_DIR.mkdir(parents=True, exist_ok=True)
+def run(cfg: StudyConfig, params: Path) -> None:
+    outputs.REPORT_DIR.mkdir(parents=True, exist_ok=True)
     names = list(cfg.schedule)
     sweep = outputs.read_sweep_metrics()
     w = tables.main_guidance(cfg)
@@ -48,7 +48,7 @@ def run(cfg: StudyConfig) -> None:
     )
     for table, name in ((tables.headline(cfg, inputs.train, inputs.evaluate), "results.csv"),
                         (tables.sweep(cfg, sweep)[2], "sweep.csv")):
-        with atomic_path(outputs.REPORTS_DIR / name) as tmp:
+        with atomic_path(outputs.REPORT_DIR / name) as tmp:
             table.to_csv(tmp, index=False)
     for name in names:
         grid, gif, forward = outputs.sample_pictures(name)

@@ -6,6 +6,8 @@ real-vs-real floor: the score a perfect generator would get with this many image
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -13,11 +15,11 @@ from ddpm_study import data, metrics
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
-from . import outputs
-from .ui import console
+from .. import outputs
+from ..console import console
 
 
-def run(cfg: StudyConfig) -> None:
+def run(cfg: StudyConfig, params: Path) -> None:
     device = resolve_device(cfg.device)
     n = cfg.sample.num_images
     images = outputs.read_prepared("train_images")

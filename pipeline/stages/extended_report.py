@@ -1,4 +1,4 @@
-"""Stage `extended_report` (extended study): extended/report/ — tables, heatmaps, figures and findings
+"""Stage `extended_report` (extended study): reports/extended/ — tables, heatmaps, figures and findings
 from the extended study's metrics (``writeup.extended``); logged to this configuration's MLflow
 execution run, the curves along training and seeds as metric steps."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from ddpm_study.config import StudyConfig
 from ddpm_study.files import write_text
 
-from . import outputs, tracking
-from .writeup import extended
+from .. import outputs, tracking
+from ..writeup import extended
 
 DDIM_VARIANTS = Path("benchmarks/ddim_variants.json")  # written by benchmarks/ddim_variants.py
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import time
 
 import torch
@@ -10,19 +12,19 @@ from ddpm_study import sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
-from . import outputs, records, tracking, trained
-from .ui import progress
+from .. import checkpoints, outputs, records, tracking
+from ..console import progress
 
 FORWARD_ROWS, FORWARD_COLUMNS = 4, 10
 
 
-def run(cfg: StudyConfig) -> None:
+def run(cfg: StudyConfig, params: Path) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
     device = resolve_device(cfg.device)
     s = cfg.sample
     real = torch.from_numpy(outputs.read_prepared("test_images")[:FORWARD_ROWS])
     for name in cfg.schedule:
-        model, diffusion = trained.load(cfg, name, device)
+        model, diffusion = checkpoints.load(cfg, name, device)
         spaced = diffusion.respace(s.steps)
         with records.schedule_run(cfg, name, "sample") as run, progress() as bar:
             batches = -(-s.num_images // s.batch_size)

@@ -21,8 +21,8 @@ from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.errors import ConfigError, StudyError
 from ddpm_study.runtime import resolve_device, resolve_precision
 
-from . import lineage, outputs, records, tracking, trained
-from .ui import console, progress
+from .. import checkpoints, lineage, outputs, records, tracking
+from ..console import console, progress
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
@@ -34,7 +34,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
         if distributed.rank() == 0:
             train_all(cfg, device)
         else:  # the same steps, collectives included, with nothing written or logged
-            images, labels = trained.training_images(cfg), trained.training_labels(cfg)
+            images, labels = checkpoints.training_images(cfg), checkpoints.training_labels(cfg)
             for name in cfg.schedule:
                 train_schedule(cfg, name, GaussianDiffusion(cfg.betas(name)), images, labels, device)
 
@@ -80,7 +80,7 @@ def torchrun(nproc: int, folder: Path, cpu: bool) -> tuple[list[str], dict[str, 
 
 
 def train_all(cfg: StudyConfig, device: torch.device) -> None:
-    images, labels = trained.training_images(cfg), trained.training_labels(cfg)
+    images, labels = checkpoints.training_images(cfg), checkpoints.training_labels(cfg)
     precision = resolve_precision(cfg.train.precision, device)
     if precision != cfg.train.precision:
         console.print(f"train: train.precision is {cfg.train.precision} but this {device.type} has no native bf16: training in {precision}")

@@ -10,22 +10,24 @@ statistic never resamples.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ddpm_study import metrics, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
-from . import outputs, trained
-from .ui import progress
+from .. import checkpoints, outputs
+from ..console import progress
 
 TRAJECTORY_IMAGES, TRAJECTORY_FRAMES = 4, 9
 
 
-def run(cfg: StudyConfig) -> None:
+def run(cfg: StudyConfig, params: Path) -> None:
     device = resolve_device(cfg.device)
     sw = cfg.sweep
     cells = outputs.sweep_cells(sw.samplers, sw.steps, sw.guidance)
     for name in cfg.schedule:
-        model, diffusion = trained.load(cfg, name, device)
+        model, diffusion = checkpoints.load(cfg, name, device)
         with progress() as bar:
             task = bar.add_task(f"sweep {name}", total=len(cells), info="")
             for cell in cells:

@@ -11,18 +11,21 @@ from dataclasses import replace
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
-from . import extended_params, lineage, outputs, trained
-from .ui import console
+from .. import checkpoints, extended_params, lineage, outputs
+from ..console import console
+from ..params import unrecorded
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
     device = resolve_device(cfg.device)
-    images = trained.training_images(cfg)
+    images = checkpoints.training_images(cfg)
     outputs.SEED_MODELS_DIR.mkdir(parents=True, exist_ok=True)  # the (possibly empty) output folder
     for name in ext.seeds.schedules:
         for seed in ext.seeds.seeds(cfg.seed)[1:]:
-            result = trained.fit(cfg, name, seed=seed, steps=cfg.train.steps, checkpoint=outputs.seed_checkpoint(name, seed),
-                                 lineage=lineage.training(replace(cfg, seed=seed), name), images=images, device=device,
+            with unrecorded():  # the copy reads every field; its lineage records what the model depends on
+                seeded = replace(cfg, seed=seed)
+            result = checkpoints.fit(cfg, name, seed=seed, steps=cfg.train.steps, checkpoint=outputs.seed_checkpoint(name, seed),
+                                 lineage=lineage.training(seeded, name), images=images, device=device,
                                  label=f"train {name} seed {seed}")
-            console.print(f"{name} seed {seed}: final loss {trained.final_loss(result):.4f}")
+            console.print(f"{name} seed {seed}: final loss {checkpoints.final_loss(result):.4f}")

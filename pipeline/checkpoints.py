@@ -14,8 +14,8 @@ from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.errors import CheckpointError, ConfigError
 
-from . import lineage, outputs
-from .ui import progress
+from . import lineage, outputs, params
+from .console import progress
 
 
 def training_images(cfg: StudyConfig) -> torch.Tensor:
@@ -54,7 +54,8 @@ def load_finished(path: Path, cfg: StudyConfig, run_lineage: dict[str, Any], ste
     """The EMA model of the checkpoint at ``path``, refusing one of another configuration or code, or unfinished
     (a model trained in either precision ``cfg.train.precision`` may resolve to is accepted)."""
     state = training.load_checkpoint(path)
-    accepted = lineage.finished_fingerprints(run_lineage, cfg.train.precision)
+    with params.unrecorded():  # whether the checkpoint is current, not what the stage computes with it
+        accepted = lineage.finished_fingerprints(run_lineage, cfg.train.precision)
     if state["lineage_fingerprint"] not in accepted or state["step"] != steps:
         raise CheckpointError(f"{path}: trained with other parameters or code, or unfinished; run `dvc repro` to retrain")
     return training.load_ema_model(state, device)
@@ -62,7 +63,9 @@ def load_finished(path: Path, cfg: StudyConfig, run_lineage: dict[str, Any], ste
 
 def load(cfg: StudyConfig, name: str, device: torch.device) -> tuple[torch.nn.Module, GaussianDiffusion]:
     """The EMA model of ``name`` (the main study's) and its diffusion."""
-    model = load_finished(outputs.checkpoint(name), cfg, lineage.training(cfg, name), cfg.train.steps, device)
+    with params.unrecorded():  # whether the checkpoint is current; the model itself is the `models` dep
+        run_lineage, steps = lineage.training(cfg, name), cfg.train.steps
+    model = load_finished(outputs.checkpoint(name), cfg, run_lineage, steps, device)
     return model, GaussianDiffusion(cfg.betas(name))
 
 
@@ -70,8 +73,9 @@ def load_seed(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> t
     """The EMA model of ``name`` trained with ``seed``: the main study's for ``cfg.seed``, else the extended study's."""
     if seed == cfg.seed:
         return load(cfg, name, device)[0]
-    return load_finished(outputs.seed_checkpoint(name, seed), cfg, lineage.training(replace(cfg, seed=seed), name),
-                         cfg.train.steps, device)
+    with params.unrecorded():
+        run_lineage, steps = lineage.training(replace(cfg, seed=seed), name), cfg.train.steps
+    return load_finished(outputs.seed_checkpoint(name, seed), cfg, run_lineage, steps, device)
 
 
 def final_loss(result: training.TrainResult) -> float:

@@ -1,4 +1,4 @@
-"""Stage `cross` (extended study): training schedule and sampling schedule, separated.
+"""Stage `score_cross` (extended study): training schedule and sampling schedule, separated.
 
 Every model (trained with A) samples on every schedule's noise levels (B's respaced process, the
 network told A's real-valued timestep of the same ᾱ: ``ddpm_study.crossing``) at each setting of
@@ -18,8 +18,8 @@ from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
 from ddpm_study.runtime import resolve_device
 
-from . import extended_params, outputs, trained
-from .ui import console
+from .. import checkpoints, extended_params, outputs
+from ..console import console
 
 STREAM = 800  # jackknife groups of setting i: numpy seed (seed, STREAM + i)
 
@@ -29,7 +29,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
     device = resolve_device(cfg.device)
     sw, names = cfg.sweep, list(cfg.schedule)
     reference = outputs.read_reference().reference
-    models = {a: trained.load(cfg, a, device) for a in names}
+    models = {a: checkpoints.load(cfg, a, device) for a in names}
     processes = {b: GaussianDiffusion(cfg.betas(b)) for b in names}
     baseline, settings = names[0], {}
     for i, cell in enumerate(outputs.sweep_cells(ext.cross.samplers, ext.cross.steps)):

@@ -19,8 +19,8 @@ from ddpm_study.errors import CheckpointError
 from ddpm_study.files import atomic_path
 from ddpm_study.runtime import resolve_device
 
-from . import extended_params, lineage, outputs, trained
-from .ui import console
+from .. import checkpoints, extended_params, lineage, outputs
+from ..console import console
 
 
 def _is_snapshot(path, lineage_id: str, step: int) -> bool:
@@ -33,7 +33,7 @@ def _is_snapshot(path, lineage_id: str, step: int) -> bool:
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
     device = resolve_device(cfg.device)
-    images = trained.training_images(cfg)
+    images = checkpoints.training_images(cfg)
     name = ext.longer.schedule
     run_lineage = lineage.longer(cfg, name, ext.longer.snapshots[-1])
     lineage_id = fingerprint(run_lineage)
@@ -45,8 +45,8 @@ def run(cfg: StudyConfig, params: Path) -> None:
         if ahead and ahead["lineage_fingerprint"] == lineage_id and ahead["step"] > step:
             raise CheckpointError(f"{outputs.LONGER_CHECKPOINT}: at step {ahead['step']}, past the missing snapshot "
                                   f"{snapshot}; delete {outputs.LONGER_MODELS_DIR} to train the run again")
-        result = trained.fit(cfg, name, seed=cfg.seed, steps=step, lineage=run_lineage, checkpoint=outputs.LONGER_CHECKPOINT,
+        result = checkpoints.fit(cfg, name, seed=cfg.seed, steps=step, lineage=run_lineage, checkpoint=outputs.LONGER_CHECKPOINT,
                              images=images, device=device, label=f"train {name} to step {step}")
         with atomic_path(snapshot) as tmp:
             shutil.copyfile(outputs.LONGER_CHECKPOINT, tmp)
-        console.print(f"{name}: snapshot at step {step}, final loss {trained.final_loss(result):.4f}")
+        console.print(f"{name}: snapshot at step {step}, final loss {checkpoints.final_loss(result):.4f}")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ddpm_study.config import StudyConfig
 
-from . import extended_params, outputs
-from .ui import console
+from .. import extended_params, outputs
+from ..console import console
 
 
 def run(cfg: StudyConfig, params: Path) -> None:

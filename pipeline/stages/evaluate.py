@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ddpm_study import metrics
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
-from . import outputs, records, scoring, tracking
-from .ui import console
+from .. import outputs, records, scoring, tracking
+from ..console import console
 
 
-def run(cfg: StudyConfig) -> None:
+def run(cfg: StudyConfig, params: Path) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
     device = resolve_device(cfg.device)
     ref = outputs.read_reference()

@@ -5,11 +5,13 @@ files by the functions the stages record with; nothing is recomputed, and a seco
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ddpm_study.config import StudyConfig
 
-from . import records
+from .. import records
 
 
-def run(cfg: StudyConfig) -> None:
+def run(cfg: StudyConfig, params: Path) -> None:
     records.complete_schedule_runs(cfg, "report")
     records.record_execution(cfg, fill=True)

@@ -1,0 +1,1 @@
+"""Commands that no DVC stage runs (``stage_graph.TOOLS``)."""

@@ -1,0 +1,213 @@
+"""The documentation stays true to the repository: links resolve, the README stays one page and
+reaches every reference page, and every list of schedules, samplers or stages is the code's.
+
+A list is checked where the docs mark it: an HTML comment ``<!-- list:KIND -->`` followed, on the
+same line, by the names in backticks (KIND: schedules, samplers, stages, extended-stages), with
+some text before the marker: a line that starts with ``<!--`` would open an HTML block, which
+shows the names as raw text and breaks the paragraph. No
+network, no training: it reads files, parses both dvc.yaml files and imports two library modules.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+README_MAX_BYTES = 12_000
+
+
+def documents() -> list[Path]:
+    """The hand-written pages: the README, the reference pages, the tests' page."""
+    return [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "tests" / "README.md"]
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+FENCE = re.compile(r"^\s*(```|~~~)")
+INLINE_CODE = re.compile(r"`[^`]*`")
+# [text](target) and ![alt](target); the target up to whitespace or ')', an optional "title" after it.
+LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+MARKER = re.compile(r"<!--\s*list:([A-Za-z_-]+)\s*-->(.*)$")
+
+
+def prose_lines(path: Path) -> list[str]:
+    """The file's lines outside fenced code blocks."""
+    lines, fenced = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+            continue
+        if not fenced:
+            lines.append(line)
+    return lines
+
+
+def links(path: Path) -> list[str]:
+    """Every link and image target in the file's prose (code spans and blocks are not links)."""
+    found = []
+    for line in prose_lines(path):
+        found += LINK.findall(INLINE_CODE.sub("", line))
+    return found
+
+
+def is_external(target: str) -> bool:
+    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link in a heading keeps its text
+    text = re.sub(r"<[^>]+>", "", text).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    result = set()
+    for line in prose_lines(path):
+        match = HEADING.match(line)
+        if match:
+            base = slug(match.group(2))
+            n = seen.get(base, 0)
+            seen[base] = n + 1
+            result.add(base if n == 0 else f"{base}-{n}")
+    return result
+
+
+def resolve(source: Path, target: str) -> tuple[Path, str]:
+    """The repository path a relative link points to, and its anchor ('' if none)."""
+    target, _, anchor = target.partition("#")
+    path = source if target == "" else (source.parent / target).resolve()
+    return path, anchor
+
+
+@pytest.mark.parametrize("doc", documents(), ids=_rel)
+def test_every_relative_link_and_image_resolves(doc: Path) -> None:
+    assert doc.is_file(), f"{_rel(doc)} is missing"
+    broken = []
+    for target in links(doc):
+        if is_external(target):
+            continue
+        path, anchor = resolve(doc, target)
+        if ROOT not in (path, *path.parents):
+            broken.append(f"{target} (outside the repository)")
+        elif not path.exists():
+            broken.append(f"{target} (no such file or folder: {_rel(path)})")
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+            broken.append(f"{target} (no heading '#{anchor}' in {_rel(path)})")
+    assert not broken, f"{_rel(doc)}: broken links:\n  " + "\n  ".join(broken)
+
+
+def test_readme_is_one_page() -> None:
+    size = len(README.read_bytes())
+    assert size <= README_MAX_BYTES, f"README.md is {size} bytes, over {README_MAX_BYTES}: move reference material to docs/"
+
+
+def test_readme_links_every_reference_page() -> None:
+    linked = {resolve(README, target)[0] for target in links(README) if not is_external(target)}
+    pages = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "tests" / "README.md"]
+    missing = [_rel(page) for page in pages if page.resolve() not in linked]
+    assert not missing, f"README.md does not link: {', '.join(missing)}"
+
+
+def _samplers() -> list[str]:
+    """The sampler registry: ``ddpm_study.samplers.SAMPLERS`` where it exists, else ``diffusion.SAMPLERS``."""
+    try:
+        from ddpm_study.samplers import SAMPLERS
+    except ImportError:
+        from ddpm_study.diffusion import SAMPLERS
+    return list(SAMPLERS)
+
+
+def _schedules() -> list[str]:
+    from ddpm_study.schedules import SCHEDULES
+
+    return list(SCHEDULES)
+
+
+def _stages(file: str) -> list[str]:
+    return list(yaml.safe_load((ROOT / file).read_text())["stages"])
+
+
+KINDS = {
+    "schedules": _schedules,
+    "samplers": _samplers,
+    "stages": lambda: _stages("dvc.yaml"),
+    "extended-stages": lambda: _stages("extended/dvc.yaml"),
+}
+
+
+def marked_lists() -> list[tuple[str, int, str, list[str]]]:
+    """(file, line number, kind, names) of every marked list in the documents."""
+    found = []
+    for doc in documents():
+        lines, fenced = doc.read_text(encoding="utf-8").splitlines(), False
+        for number, line in enumerate(lines, 1):
+            if FENCE.match(line):
+                fenced = not fenced
+            match = None if fenced else MARKER.search(line)
+            if match:
+                found.append((_rel(doc), number, match.group(1), re.findall(r"`([^`]+)`", match.group(2))))
+    return found
+
+
+def test_every_kind_of_list_is_marked_somewhere() -> None:
+    kinds = {kind for _, _, kind, _ in marked_lists()}
+    assert kinds >= set(KINDS), f"no marked list of: {', '.join(sorted(set(KINDS) - kinds))}"
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_marked_lists_name_what_the_code_has(kind: str) -> None:
+    expected = KINDS[kind]()
+    wrong = [
+        f"{file}:{number}: {names} (the code: {expected})"
+        for file, number, found_kind, names in marked_lists()
+        if found_kind == kind and names != expected
+    ]
+    assert not wrong, f"marked lists of {kind} that differ from the code, in names or order:\n  " + "\n  ".join(wrong)
+
+
+def test_no_marked_list_of_an_unknown_kind() -> None:
+    unknown = [f"{file}:{number}: list:{kind}" for file, number, kind, _ in marked_lists() if kind not in KINDS]
+    assert not unknown, f"unknown list kinds (known: {', '.join(KINDS)}):\n  " + "\n  ".join(unknown)
+
+
+def test_no_marker_starts_a_line() -> None:
+    """A line opening with ``<!--`` is an HTML block in CommonMark: the names after it would render raw."""
+    starting = [
+        f"{_rel(doc)}:{number}"
+        for doc in documents()
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1)
+        if MARKER.search(line) and line.lstrip().startswith("<!--")
+    ]
+    assert not starting, "put some text before these list markers: " + ", ".join(starting)
+
+
+def test_the_readme_answer_is_generated_from_the_committed_metrics(monkeypatch) -> None:
+    """README.md's answer block is what `ddpm-study readme` writes from metrics/evaluate.json and params.yaml:
+    no result there is typed by hand, and a new committed study without a rerun of the tool fails here."""
+    from pipeline.params import load
+    from pipeline.tools import readme
+
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "README.md").read_text()
+    assert readme.with_answer(text, readme.answer(load(ROOT / "params.yaml"))) == text
+    block = text.split(readme.BEGIN)[1].split(readme.END)[0]
+    assert "**At the study's main setting**" in block
+
+
+def test_the_answer_block_needs_its_markers() -> None:
+    from ddpm_study.errors import StudyError
+    from pipeline.tools import readme
+
+    assert readme.with_answer(f"a\n{readme.BEGIN}\nold\n{readme.END}\nb", "new") == f"a\n{readme.BEGIN}\nnew\n{readme.END}\nb"
+    with pytest.raises(StudyError, match="answer:begin"):
+        readme.with_answer("no markers", "new")
