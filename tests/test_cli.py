@@ -71,6 +71,28 @@ def test_invalid_yaml_is_one_line(tmp_path, monkeypatch):
     assert result.exit_code == 1 and len(lines) == 1 and "params.yaml: not valid YAML" in lines[0], result.output
 
 
+@pytest.mark.parametrize("uri", ["ftp://host/runs", "s3://bucket/mlflow", "gopher:x"])
+def test_a_tracking_uri_mlflow_has_no_store_for_fails_at_the_gate(tmp_path, monkeypatch, uri):
+    """MLflow itself fails only when the first run opens, minutes into `train`; the gate names the key now."""
+    monkeypatch.chdir(tmp_path)
+    p = default_params(extended=True)
+    p["tracking"]["uri"] = uri
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    result = CliRunner().invoke(app, ["check"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert f"tracking.uri: invalid value '{uri}'" in lines[0] and "sqlite:" in lines[0] and "http:" in lines[0]
+    assert not (tmp_path / "data/params.ok").exists()
+
+
+@pytest.mark.parametrize("uri", ["", "sqlite:///x.db", "http://127.0.0.1:5050", "postgresql+psycopg://u@h/db",
+                                 "./mlruns", "file:///tmp/mlruns", "databricks"])
+def test_tracking_uris_mlflow_has_a_store_for_pass(uri):
+    from pipeline.params import check_tracking_uri
+
+    check_tracking_uri(uri, "tracking.uri")
+
+
 # --- the stages' expected failures, through the CLI: exit 1, one `error:` line naming the cause ----
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fashion_mnist_dir):

@@ -142,3 +142,36 @@ def test_real_splits_disjoint_and_fixed():
     np.testing.assert_array_equal(a, a2)
     with pytest.raises(DataError, match="2 x 60"):
         real_splits(100, 60, seed=0)
+
+
+def test_two_sources_of_the_same_files_give_the_same_prepared_data(tmp_path, monkeypatch, fashion_mnist_dir):
+    """data/prepared holds what the files contain, not where they were found: the real `prepare` stage on the
+    Debian folder and on a copy elsewhere writes byte-identical files, so DVC's content hash of data/prepared,
+    and everything downstream of it, is the same for two teammates with the same data."""
+    import hashlib
+    import shutil
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from conftest import default_params
+    from pipeline.cli import app
+
+    copy = tmp_path / "elsewhere" / "fashion"
+    shutil.copytree(fashion_mnist_dir, copy)
+    manifests = []
+    for n, source in enumerate((fashion_mnist_dir, copy)):
+        project = tmp_path / f"project{n}"
+        project.mkdir()
+        monkeypatch.chdir(project)
+        p = default_params(extended=True)
+        p["data"]["source_dir"] = str(source)
+        (project / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        result = CliRunner().invoke(app, ["prepare"])
+        assert result.exit_code == 0, result.output
+        assert str(source) in "".join(result.output.split("\n"))  # where it came from: in the log
+        prepared = project / "data" / "prepared"
+        manifests.append({f.relative_to(prepared).as_posix(): hashlib.md5(f.read_bytes()).hexdigest()
+                          for f in sorted(prepared.rglob("*")) if f.is_file()})
+    assert manifests[0] == manifests[1] and "info.json" in manifests[0]
+    assert str(fashion_mnist_dir) not in (tmp_path / "project0/data/prepared/info.json").read_text()

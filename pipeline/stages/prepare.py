@@ -14,5 +14,6 @@ from ..console import console
 def run(cfg: StudyConfig, params: Path) -> None:
     splits = data.locate_and_load(cfg.data.dataset, outputs.RAW_DIR, cfg.data.source_dir, cfg.data.download)
     info = outputs.write_prepared(splits, cfg.data.dataset)
-    console.print(f"prepared {info.dataset} from {splits.source}: train {info.train_images}, test {info.test_images}")
+    console.print(f"prepared {info.dataset} from {splits.source}: train {info.train_images}, test {info.test_images}",
+                  soft_wrap=True)
     tracking.tag_execution(cfg, {"data_source": splits.source})
