@@ -446,8 +446,16 @@ EXTENDED_METRICS_DIR = EXTENDED_DIR / "metrics"
 EXTENDED_PIPELINE = EXTENDED_DIR / "dvc.yaml"
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    return _read_json(path)
+@dataclass(frozen=True)
+class Fid:
+    """A FID with its jackknife std (the extended study's cells: no KID)."""
+
+    fid: float
+    fid_std: float
+
+
+def _pair_key(a: str, b: str) -> str:
+    return f"{a}-{b}"
 
 
 # --- train_seeds: the models of the extra training seeds -------------------------------------------
@@ -469,14 +477,54 @@ def seed_features(schedule: str, seed: int) -> Path:
     return SEED_FEATURES_DIR / schedule / f"seed_{seed}.npy"
 
 
-def write_seeds_metrics(m: dict[str, Any]) -> None:
-    """{count, seeds, schedules, main_sampler, main_steps, num_images, fid: {name: [per seed]},
-    fid_std: {...}, pairs: {"a-b": {diffs, stds, separated_at_main, mean, sd, half_width, verdict}}}."""
-    write_json(SEEDS_METRICS, m)
+@dataclass(frozen=True)
+class SeedPair:
+    """A pair of schedules over training seeds: FID(a) - FID(b) and its paired std at each seed, whether the
+    main study's seed separates them, and the verdict over seeds (``replication.seed_verdict``)."""
+
+    diffs: list[float]
+    stds: list[float]
+    separated_at_main: bool
+    mean: float
+    sd: float
+    half_width: float
+    verdict: str
 
 
-def read_seeds_metrics() -> dict[str, Any]:
-    return _read_metrics(SEEDS_METRICS)
+@dataclass(frozen=True)
+class SeedsMetrics:
+    """extended/metrics/seeds.json. On disk: the fields, ``pairs`` keyed "<a>-<b>"."""
+
+    seeds: list[int]
+    schedules: list[str]
+    sampler: str  # the main setting's
+    steps: int
+    num_images: int
+    confidence: float  # of the seed verdicts' t interval
+    fid: dict[str, list[float]]  # per schedule, one per seed
+    fid_std: dict[str, list[float]]
+    pairs: dict[tuple[str, str], SeedPair]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "pairs"},
+                "pairs": {_pair_key(a, b): dataclasses.asdict(p) for (a, b), p in self.pairs.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "SeedsMetrics":
+        names = d["schedules"]
+        pairs = {}
+        for key, p in d["pairs"].items():
+            (a, b), = [(a, b) for a in names for b in names if _pair_key(a, b) == key]
+            pairs[(a, b)] = SeedPair(**p)
+        return cls(**{**d, "pairs": pairs})
+
+
+def write_seeds_metrics(m: SeedsMetrics) -> None:
+    write_json(SEEDS_METRICS, m.to_json())
+
+
+def read_seeds_metrics() -> SeedsMetrics:
+    return SeedsMetrics.from_json(_read_json(SEEDS_METRICS))
 
 
 # --- train_longer: one schedule trained longer, its EMA model kept at every snapshot ---------------
@@ -499,14 +547,55 @@ def undertraining_features(step: int, cell: Cell) -> Path:
     return UNDERTRAINING_DIR / f"step_{step}" / f"{cell.key}_features.npy"
 
 
-def write_undertraining_metrics(m: dict[str, Any]) -> None:
-    """{schedule, num_images, eta, snapshots, main_steps, cells: {"<step>": {"final_loss", "<cell>": {fid, fid_std}}},
-    ddim_minus_ddpm: {"<step>": {"<steps>": {diff, std, within_noise}}}, overtakes: {"<steps>": step or null}}."""
-    write_json(UNDERTRAINING_METRICS, m)
+@dataclass(frozen=True)
+class Snapshot:
+    """One snapshot of the longer run: its final training loss and every sweep cell's FID."""
+
+    final_loss: float
+    cells: dict[Cell, Fid]
 
 
-def read_undertraining_metrics() -> dict[str, Any]:
-    return _read_metrics(UNDERTRAINING_METRICS)
+@dataclass(frozen=True)
+class LongerMetrics:
+    """extended/metrics/undertraining.json: the longer run's snapshots at every sweep setting.
+
+    On disk: ``cells: {"<snapshot>": {"final_loss", "<cell key>": {fid, fid_std}}}``,
+    ``ddim_minus_ddpm: {"<sampling steps>": {"<snapshot>": Pair}}``, ``overtakes: {"<sampling steps>": snapshot or null}``.
+    """
+
+    schedule: str
+    num_images: int
+    eta: float
+    snapshots: list[int]  # training steps
+    main_steps: int  # the main study's train.steps
+    cells: dict[int, Snapshot]  # by snapshot
+    ddim_minus_ddpm: dict[int, dict[int, Pair]]  # sampling steps -> snapshot -> paired FID(DDIM) - FID(DDPM)
+    overtakes: dict[int, int | None]  # sampling steps -> the snapshot from which DDIM stays ahead beyond noise
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "num_images": self.num_images, "eta": self.eta, "snapshots": self.snapshots,
+                "main_steps": self.main_steps,
+                "cells": {str(step): {"final_loss": s.final_loss, **{c.key: dataclasses.asdict(f) for c, f in s.cells.items()}}
+                          for step, s in self.cells.items()},
+                "ddim_minus_ddpm": {str(k): {str(step): dataclasses.asdict(p) for step, p in g.items()}
+                                    for k, g in self.ddim_minus_ddpm.items()},
+                "overtakes": {str(k): v for k, v in self.overtakes.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "LongerMetrics":
+        cells = {int(step): Snapshot(c["final_loss"], {Cell.from_key(k): Fid(**f) for k, f in c.items() if k != "final_loss"})
+                 for step, c in d["cells"].items()}
+        gap = {int(k): {int(step): Pair(**p) for step, p in g.items()} for k, g in d["ddim_minus_ddpm"].items()}
+        return cls(d["schedule"], d["num_images"], d["eta"], d["snapshots"], d["main_steps"], cells, gap,
+                   {int(k): v for k, v in d["overtakes"].items()})
+
+
+def write_undertraining_metrics(m: LongerMetrics) -> None:
+    write_json(UNDERTRAINING_METRICS, m.to_json())
+
+
+def read_undertraining_metrics() -> LongerMetrics:
+    return LongerMetrics.from_json(_read_json(UNDERTRAINING_METRICS))
 
 
 # --- score_cross: trained with A x sampled on B ---------------------------------------------------------
@@ -519,14 +608,61 @@ def cross_features(trained_with: str, sampled_on: str, cell: Cell) -> Path:
     return CROSS_DIR / cell.key / f"{trained_with}__{sampled_on}_features.npy"
 
 
-def write_cross_metrics(m: dict[str, Any]) -> None:
-    """{num_images, schedules, baseline, settings: {"<cell>": {fid: {A: {B: ..}}, fid_std, minus_own: {A: {B: {diff, std}}},
-    clamped_steps: {A: {B: n}}, split: {B: {total, training, sampling: {value, std}}}}}}."""
-    write_json(CROSS_METRICS, m)
+@dataclass(frozen=True)
+class Part:
+    """One part of a schedule's advantage over the baseline (``replication.factorial_split``) and its jackknife std."""
+
+    value: float
+    std: float
 
 
-def read_cross_metrics() -> dict[str, Any]:
-    return _read_metrics(CROSS_METRICS)
+@dataclass(frozen=True)
+class CrossSetting:
+    """The trained-with (row A) x sampled-on (column B) grid at one setting; every mapping is ``[A][B]``."""
+
+    fid: dict[str, dict[str, float]]
+    fid_std: dict[str, dict[str, float]]
+    minus_own: dict[str, dict[str, Pair]]  # FID(A on B) - FID(A on A), paired
+    clamped_steps: dict[str, dict[str, int]]  # B's steps outside A's trained range
+    split: dict[str, dict[str, Part]]  # B -> total, training, sampling: B's advantage over the baseline
+
+    def to_json(self) -> dict[str, Any]:
+        nested = lambda g, f=lambda v: v: {a: {b: f(v) for b, v in row.items()} for a, row in g.items()}  # noqa: E731
+        return {"fid": self.fid, "fid_std": self.fid_std, "minus_own": nested(self.minus_own, dataclasses.asdict),
+                "clamped_steps": self.clamped_steps, "split": nested(self.split, dataclasses.asdict)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "CrossSetting":
+        return cls(d["fid"], d["fid_std"], {a: {b: Pair(**p) for b, p in row.items()} for a, row in d["minus_own"].items()},
+                   d["clamped_steps"], {b: {k: Part(**p) for k, p in parts.items()} for b, parts in d["split"].items()})
+
+
+@dataclass(frozen=True)
+class CrossMetrics:
+    """extended/metrics/cross.json. On disk: ``settings`` keyed by the cell key ("ddpm_10")."""
+
+    num_images: int
+    eta: float
+    schedules: list[str]
+    baseline: str
+    settings: dict[Cell, CrossSetting]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"num_images": self.num_images, "eta": self.eta, "schedules": self.schedules, "baseline": self.baseline,
+                "settings": {c.key: s.to_json() for c, s in self.settings.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "CrossMetrics":
+        return cls(d["num_images"], d["eta"], d["schedules"], d["baseline"],
+                   {Cell.from_key(k): CrossSetting.from_json(s) for k, s in d["settings"].items()})
+
+
+def write_cross_metrics(m: CrossMetrics) -> None:
+    write_json(CROSS_METRICS, m.to_json())
+
+
+def read_cross_metrics() -> CrossMetrics:
+    return CrossMetrics.from_json(_read_json(CROSS_METRICS))
 
 
 # --- extended_report: the extended study's write-up -------------------------------------------------

@@ -1,4 +1,5 @@
-"""Scores with their spreads, and what they are read against — shared by `evaluate` and `score_sweep`.
+"""Scores with their spreads, and what they are read against — shared by `evaluate`, `score_sweep` and the
+extended study's scoring stages (`score_seeds`, `score_longer`, `score_cross`).
 
 Every FID carries a jackknife std (groups of generated and of reference features left out;
 schedules paired by their shared initial noise), every pair of schedules a paired difference and
@@ -8,7 +9,9 @@ bad generators at the same N.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
+from typing import Generic, Hashable, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -21,34 +24,53 @@ from .outputs import Pair, PerClass, Scores, ScoreTable
 
 # Fixed, independent jackknife group assignments per use (numpy seeds from the pair (seed, stream)).
 FLOOR_STREAM, EVALUATE_STREAM, CEILING_STREAM, SWEEP_STREAMS = 0, 1, 2, 100
+LONGER_STREAM, CROSS_STREAMS = 700, 800  # the extended study's: score_longer, score_cross (+ setting index)
+
+K = TypeVar("K", bound=Hashable)
 
 
-def _scores(cfg: StudyConfig, features: np.ndarray, reference: np.ndarray, replicates: np.ndarray) -> Scores:
-    """Point FID (the exact fast form, equal to torch-fidelity's), its jackknife std, torch-fidelity's KID."""
+@dataclass(frozen=True)
+class Jackknifed(Generic[K]):
+    """Paired generated sets' FIDs against one reference with their delete-a-group jackknife replicates
+    (the same groups dropped from every set), keyed by anything: a schedule, (snapshot, cell), (A, B)."""
+
+    fid: dict[K, float]
+    replicates: dict[K, np.ndarray]  # [2, groups]
+
+    def std(self, key: K) -> float:
+        return uncertainty.jackknife_std(self.replicates[key])
+
+    def compare(self, a: K, b: K) -> Pair:
+        """FID(a) - FID(b), its paired std and whether it is within noise."""
+        return Pair(**uncertainty.compare(self.fid[a], self.fid[b], self.replicates[a], self.replicates[b]))
+
+
+def jackknifed(cfg: StudyConfig, generated: Mapping[K, np.ndarray], reference: np.ndarray, stream: int) -> Jackknifed[K]:
+    replicates = uncertainty.jackknife_fid(reference, generated, cfg.evaluate.jackknife_groups, (cfg.seed, stream))
+    return Jackknifed({k: uncertainty.frechet_distance(f, reference) for k, f in generated.items()}, replicates)
+
+
+def _scores(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, jack: Jackknifed[str]) -> dict[str, Scores]:
+    """Point FID (the exact fast form, equal to torch-fidelity's) and its jackknife std, torch-fidelity's KID."""
     e = cfg.evaluate
-    kid_mean, kid_std = metrics.kid(torch.from_numpy(features), torch.from_numpy(reference), e.kid_subset_size,
-                                    e.kid_subsets, cfg.seed)
-    return Scores(fid=uncertainty.frechet_distance(features, reference), kid_mean=kid_mean, kid_std=kid_std,
-                  fid_std=uncertainty.jackknife_std(replicates))
-
-
-def _jackknife(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, stream: int) -> dict[str, np.ndarray]:
-    return uncertainty.jackknife_fid(reference, generated, cfg.evaluate.jackknife_groups, (cfg.seed, stream))
+    out = {}
+    for name, features in generated.items():
+        kid_mean, kid_std = metrics.kid(torch.from_numpy(features), torch.from_numpy(reference), e.kid_subset_size,
+                                        e.kid_subsets, cfg.seed)
+        out[name] = Scores(fid=jack.fid[name], kid_mean=kid_mean, kid_std=kid_std, fid_std=jack.std(name))
+    return out
 
 
 def with_spreads(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, stream: int) -> ScoreTable:
     """Scores of paired generated sets with their jackknife stds, and every pairwise difference."""
-    jack = _jackknife(cfg, generated, reference, stream)
-    scores = {name: _scores(cfg, feats, reference, jack[name]) for name, feats in generated.items()}
-    pairs = {}
-    for a, b in combinations(generated, 2):
-        pairs[(a, b)] = Pair(**uncertainty.compare(scores[a].fid, scores[b].fid, jack[a], jack[b]))
-    return ScoreTable(scores, pairs)
+    jack = jackknifed(cfg, generated, reference, stream)
+    return ScoreTable(_scores(cfg, generated, reference, jack), {(a, b): jack.compare(a, b) for a, b in combinations(generated, 2)})
 
 
 def real_vs_real(cfg: StudyConfig, floor: np.ndarray, reference: np.ndarray) -> Scores:
     """The floor: a second real split scored like a generator, with its jackknife std."""
-    return _scores(cfg, floor, reference, _jackknife(cfg, {"floor": floor}, reference, FLOOR_STREAM)["floor"])
+    generated = {"floor": floor}
+    return _scores(cfg, generated, reference, jackknifed(cfg, generated, reference, FLOOR_STREAM))["floor"]
 
 
 def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: torch.device) -> dict[str, Scores]:
@@ -59,8 +81,7 @@ def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: t
     # One image repeated: its features are one vector repeated, so extract it once.
     mean = metrics.inception_features(baselines.mean_image(train, 1), 1, device).numpy()
     generated = {"gaussian_noise": noise, "mean_image": np.repeat(mean, num_images, axis=0)}
-    jack = _jackknife(cfg, generated, reference, CEILING_STREAM)
-    return {name: _scores(cfg, feats, reference, jack[name]) for name, feats in generated.items()}
+    return _scores(cfg, generated, reference, jackknifed(cfg, generated, reference, CEILING_STREAM))
 
 
 def per_class(cfg: StudyConfig, generated: dict[str, np.ndarray], ref: outputs.Reference) -> PerClass:

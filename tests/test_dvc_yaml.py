@@ -2,7 +2,6 @@
 import closure of each stage, no stage importing another, params that exist."""
 
 import ast
-from pathlib import Path
 
 import pytest
 import yaml

@@ -82,3 +82,21 @@ def test_arrays_and_infos_round_trip(in_tmp):
     np.testing.assert_array_equal(outputs.read_sweep_array("linear", Cell("ddim", 5), "trajectory"), images[None])
     with pytest.raises(ValueError, match="images, trajectory, features"):
         outputs.sweep_array("linear", Cell("ddim", 5), "logits")
+
+
+@pytest.mark.parametrize("kind", ["seeds", "undertraining", "cross"])
+def test_the_extended_metric_files_read_into_their_dataclasses_and_back_unchanged(kind):
+    """The committed extended/metrics/*.json through their typed readers and writers' JSON, key for key."""
+    import json
+
+    from conftest import ROOT
+
+    cls = {"seeds": outputs.SeedsMetrics, "undertraining": outputs.LongerMetrics, "cross": outputs.CrossMetrics}[kind]
+    d = json.loads((ROOT / outputs.EXTENDED_METRICS_DIR / f"{kind}.json").read_text())
+    m = cls.from_json(d)
+    assert json.dumps(m.to_json(), sort_keys=True) == json.dumps(d, sort_keys=True)
+    if kind == "undertraining":  # typed keys: snapshots and sampling steps are ints, cells are Cells
+        assert set(m.cells) == set(m.snapshots) and all(isinstance(c, Cell) for c in m.cells[m.snapshots[0]].cells)
+        assert all(isinstance(p, Pair) for g in m.ddim_minus_ddpm.values() for p in g.values())
+    if kind == "seeds":
+        assert all(len(p.diffs) == len(m.seeds) for p in m.pairs.values()) and all(isinstance(k, tuple) for k in m.pairs)

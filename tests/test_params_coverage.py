@@ -6,7 +6,6 @@ the code reads but `params:` misses (the `train.precision` of old: `dvc exp run 
 did not retrain) fails, and so does a listed key no code reads (a change would rerun a stage for nothing)."""
 
 import json
-import shutil
 
 import pytest
 import yaml

@@ -9,6 +9,7 @@ import pytest
 from ddpm_study.replication import factorial_split, seed_verdict
 from ddpm_study.uncertainty import jackknife_std
 from ddpm_study.replication import overtakes
+from pipeline.outputs import Pair
 
 
 def test_a_difference_every_seed_repeats_survives():
@@ -78,7 +79,7 @@ def test_split_spreads_are_jackknife_stds_of_the_paired_combination():
 
 
 def _gap(diff, within):
-    return {"diff": diff, "std": 1.0, "within_noise": within}
+    return Pair(diff, 1.0, within)
 
 
 def test_ddim_overtakes_from_the_first_snapshot_it_stays_ahead():

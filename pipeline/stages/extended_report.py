@@ -24,12 +24,12 @@ def run(cfg: StudyConfig, params: Path) -> None:
     write_text(outputs.EXTENDED_REPORT, extended.write_up(x))
     with tracking.execution_run(cfg) as run:
         u = x.undertraining
-        for step in u["snapshots"]:
-            cells = u["cells"][str(step)]
-            run.log_metrics({f"extended/undertraining/{k}/fid": v["fid"] for k, v in cells.items() if k != "final_loss"}
-                            | {"extended/undertraining/final_loss": cells["final_loss"]}, step=step)
-        for i, seed in enumerate(x.seeds["seeds"]):
-            run.log_metrics({f"extended/seeds/{n}/fid": f[i] for n, f in x.seeds["fid"].items()}, step=seed)
-        run.log_metrics({f"extended/cross/{key}/{a}__{b}/fid": v for key, s in x.cross["settings"].items()
-                         for a, row in s["fid"].items() for b, v in row.items()})
+        for step in u.snapshots:
+            snap = u.cells[step]
+            run.log_metrics({f"extended/undertraining/{c.key}/fid": f.fid for c, f in snap.cells.items()}
+                            | {"extended/undertraining/final_loss": snap.final_loss}, step=step)
+        for i, seed in enumerate(x.seeds.seeds):
+            run.log_metrics({f"extended/seeds/{n}/fid": f[i] for n, f in x.seeds.fid.items()}, step=seed)
+        run.log_metrics({f"extended/cross/{cell.key}/{a}__{b}/fid": v for cell, s in x.cross.settings.items()
+                         for a, row in s.fid.items() for b, v in row.items()})
         run.log_artifacts(sorted(outputs.EXTENDED_REPORT_DIR.iterdir()), "extended_report")

@@ -3,7 +3,7 @@
 Every model (trained with A) samples on every schedule's noise levels (B's respaced process, the
 network told A's real-valued timestep of the same ᾱ: ``ddpm_study.crossing``) at each setting of
 ``extended.cross``, from the sweep's noise; the diagonal is the model's own process. Scored like
-the sweep (one paired jackknife per setting), each cell read against its row's diagonal, and each
+the sweep (``scoring.jackknifed``: one paired jackknife per setting), each cell read against its row's diagonal, and each
 schedule's advantage over the baseline (the first of ``schedule``) split into its training and its
 sampling part (``replication.factorial_split``).
 """
@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddpm_study import crossing, metrics, replication, sampling, uncertainty
+from ddpm_study import crossing, metrics, replication, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
 from ddpm_study.runtime import resolve_device
 
-from .. import checkpoints, extended_params, outputs
+from .. import checkpoints, extended_params, outputs, scoring
 from ..console import console
-
-STREAM = 800  # jackknife groups of setting i: numpy seed (seed, STREAM + i)
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
@@ -45,22 +43,21 @@ def run(cfg: StudyConfig, params: Path) -> None:
                 generated[(a, b)] = metrics.inception_features(out.images, cfg.evaluate.batch_size, device).numpy()
                 write_array(outputs.cross_features(a, b, cell), generated[(a, b)])
                 clamped[(a, b)] = int(mask.sum())
-        jack = uncertainty.jackknife_fid(reference, {f"{a}__{b}": f for (a, b), f in generated.items()},
-                                         cfg.evaluate.jackknife_groups, (cfg.seed, STREAM + i))
-        reps = {(a, b): jack[f"{a}__{b}"] for a, b in generated}
-        fid = {k: uncertainty.frechet_distance(f, reference) for k, f in generated.items()}
+        jack = scoring.jackknifed(cfg, generated, reference, scoring.CROSS_STREAMS + i)
+        fid = jack.fid
 
         def grid(value) -> dict:
             return {a: {b: value(a, b) for b in names} for a in names}
 
-        settings[cell.key] = {
-            "fid": grid(lambda a, b: fid[(a, b)]),
-            "fid_std": grid(lambda a, b: uncertainty.jackknife_std(reps[(a, b)])),
-            "minus_own": grid(lambda a, b: uncertainty.compare(fid[(a, b)], fid[(a, a)], reps[(a, b)], reps[(a, a)])),
-            "clamped_steps": grid(lambda a, b: clamped[(a, b)]),
-            "split": {b: replication.factorial_split(fid, reps, baseline, b) for b in names if b != baseline},
-        }
+        settings[cell] = outputs.CrossSetting(
+            fid=grid(lambda a, b: fid[(a, b)]),
+            fid_std=grid(lambda a, b: jack.std((a, b))),
+            minus_own=grid(lambda a, b: jack.compare((a, b), (a, a))),
+            clamped_steps=grid(lambda a, b: clamped[(a, b)]),
+            split={b: {part: outputs.Part(**v) for part, v in replication.factorial_split(fid, jack.replicates, baseline, b).items()}
+                   for b in names if b != baseline},
+        )
         for a in names:
             console.print(f"  {a:>10} " + "  ".join(f"{fid[(a, b)]:6.1f}" for b in names))
-    outputs.write_cross_metrics({"num_images": sw.num_images, "eta": sw.eta, "schedules": names, "baseline": baseline,
-                                 "settings": settings})
+    outputs.write_cross_metrics(outputs.CrossMetrics(num_images=sw.num_images, eta=sw.eta, schedules=names,
+                                                     baseline=baseline, settings=settings))

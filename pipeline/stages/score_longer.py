@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddpm_study import metrics, sampling, training, uncertainty
+from ddpm_study import metrics, sampling, training
 from ddpm_study.replication import overtakes
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
 from ddpm_study.runtime import resolve_device
 
-from .. import checkpoints, extended_params, lineage, outputs
+from .. import checkpoints, extended_params, lineage, outputs, scoring
 from ..params import unrecorded
 from ..console import console
-
-STREAM = 700  # its jackknife groups: numpy seed (seed, STREAM), apart from the main study's streams
-
 
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
@@ -47,25 +44,16 @@ def run(cfg: StudyConfig, params: Path) -> None:
             write_array(outputs.undertraining_features(step, cell), feats)
             generated[(step, cell)] = feats
     console.print(f"jackknife ({cfg.evaluate.jackknife_groups} groups) of {len(generated)} sets")
-    keys = {f"{step}/{cell.key}": (step, cell) for step, cell in generated}
-    jack = uncertainty.jackknife_fid(reference, {k: generated[v] for k, v in keys.items()},
-                                     cfg.evaluate.jackknife_groups, (cfg.seed, STREAM))
-    fid = {v: uncertainty.frechet_distance(generated[v], reference) for v in keys.values()}
-    reps = {v: jack[k] for k, v in keys.items()}
-    table = {str(step): {"final_loss": losses[step],
-                         **{c.key: {"fid": fid[(step, c)], "fid_std": uncertainty.jackknife_std(reps[(step, c)])}
-                            for c in cells}} for step in snapshots}
-    gap: dict[int, dict[int, dict]] = {}
+    jack = scoring.jackknifed(cfg, generated, reference, scoring.LONGER_STREAM)
+    table = {step: outputs.Snapshot(losses[step], {c: outputs.Fid(jack.fid[(step, c)], jack.std((step, c))) for c in cells})
+             for step in snapshots}
+    gap: dict[int, dict[int, outputs.Pair]] = {}
     if {"ddpm", "ddim"} <= set(sw.samplers):
         for steps in sorted(sw.steps):
             ddim, ddpm = outputs.Cell("ddim", steps), outputs.Cell("ddpm", steps)
-            gap[steps] = {step: uncertainty.compare(fid[(step, ddim)], fid[(step, ddpm)], reps[(step, ddim)], reps[(step, ddpm)])
-                          for step in snapshots}
-    outputs.write_undertraining_metrics({
-        "schedule": name, "num_images": sw.num_images, "eta": sw.eta, "snapshots": list(snapshots),
-        "main_steps": cfg.train.steps, "cells": table,
-        "ddim_minus_ddpm": {str(k): {str(s): v for s, v in g.items()} for k, g in gap.items()},
-        "overtakes": {str(k): overtakes(g) for k, g in gap.items()},
-    })
+            gap[steps] = {step: jack.compare((step, ddim), (step, ddpm)) for step in snapshots}
+    outputs.write_undertraining_metrics(outputs.LongerMetrics(
+        schedule=name, num_images=sw.num_images, eta=sw.eta, snapshots=list(snapshots), main_steps=cfg.train.steps,
+        cells=table, ddim_minus_ddpm=gap, overtakes={k: overtakes(g) for k, g in gap.items()}))
     for steps, g in gap.items():
-        console.print(f"DDIM - DDPM at {steps} steps: " + ", ".join(f"step {s}: {v['diff']:+.1f}" for s, v in g.items()))
+        console.print(f"DDIM - DDPM at {steps} steps: " + ", ".join(f"step {s}: {v.diff:+.1f}" for s, v in g.items()))

@@ -52,17 +52,13 @@ def run(cfg: StudyConfig, params: Path) -> None:
     pairs = {}
     for a, b in combinations(names, 2):
         per_seed = [tables[seed].pair(a, b) for seed in seeds]
-        pairs[f"{a}-{b}"] = {
-            "diffs": [p.diff for p in per_seed], "stds": [p.std for p in per_seed],
-            "separated_at_main": not per_seed[0].within_noise,
-            **replication.seed_verdict([p.diff for p in per_seed]),
-        }
-    outputs.write_seeds_metrics({
-        "seeds": seeds, "schedules": names, "sampler": cfg.sample.sampler, "steps": cfg.sample.steps,
-        "num_images": cfg.sample.num_images, "confidence": replication.CONFIDENCE,
-        "fid": {n: [tables[s].scores[n].fid for s in seeds] for n in names},
-        "fid_std": {n: [tables[s].scores[n].fid_std for s in seeds] for n in names},
-        "pairs": pairs,
-    })
-    for key, p in pairs.items():
-        console.print(f"{key}: " + ", ".join(f"{d:+.2f}" for d in p["diffs"]) + f" -> {p['verdict']}")
+        pairs[(a, b)] = outputs.SeedPair(diffs=[p.diff for p in per_seed], stds=[p.std for p in per_seed],
+                                         separated_at_main=not per_seed[0].within_noise,
+                                         **replication.seed_verdict([p.diff for p in per_seed]))
+    outputs.write_seeds_metrics(outputs.SeedsMetrics(
+        seeds=seeds, schedules=names, sampler=cfg.sample.sampler, steps=cfg.sample.steps,
+        num_images=cfg.sample.num_images, confidence=replication.CONFIDENCE,
+        fid={n: [tables[s].scores[n].fid for s in seeds] for n in names},
+        fid_std={n: [tables[s].scores[n].fid_std for s in seeds] for n in names}, pairs=pairs))
+    for (a, b), p in pairs.items():
+        console.print(f"{a}-{b}: " + ", ".join(f"{d:+.2f}" for d in p.diffs) + f" -> {p.verdict}")

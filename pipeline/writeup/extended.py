@@ -18,8 +18,8 @@ from ddpm_study.replication import CONFIDENCE
 from ddpm_study.uncertainty import NOISE_SIGMAS
 
 from .. import outputs
-from ..outputs import Cell
-from .figures import _subplots, color
+from ..outputs import Cell, CrossMetrics, LongerMetrics, Part, SeedsMetrics
+from .figures import _subplots
 from .findings import fmt
 from .tables import markdown
 
@@ -29,9 +29,9 @@ LABELS = {"ddpm": "DDPM", "ddim": "DDIM"}
 @dataclass(frozen=True)
 class Inputs:
     cfg: StudyConfig
-    seeds: dict[str, Any]
-    undertraining: dict[str, Any]
-    cross: dict[str, Any]
+    seeds: SeedsMetrics
+    undertraining: LongerMetrics
+    cross: CrossMetrics
     ddim_variants: dict[str, Any]  # benchmarks/ddim_variants.json
 
 
@@ -45,63 +45,61 @@ def _label(cell: Cell) -> str:
     return f"{LABELS.get(cell.sampler, cell.sampler)} {cell.steps}"
 
 
-def _cell_order(keys) -> list[str]:
-    """Cell keys as the main write-up orders settings: DDPM first, then by steps (JSON stores them sorted as text)."""
-    return sorted(keys, key=lambda k: (Cell.from_key(k).sampler != "ddpm", Cell.from_key(k).sampler, Cell.from_key(k).steps))
+def _cell_order(cells) -> list[Cell]:
+    """Cells as the main write-up orders settings: DDPM first, then by steps."""
+    return sorted(cells, key=lambda c: (c.sampler != "ddpm", c.sampler, c.steps))
 
 
 # --- undertraining -------------------------------------------------------------------------------
-def undertraining_table(u: dict[str, Any]) -> pd.DataFrame:
+def undertraining_table(u: LongerMetrics) -> pd.DataFrame:
     rows = []
-    for step in u["snapshots"]:
-        row = u["cells"][str(step)]
-        rows.append({"training step": step, "final loss": row["final_loss"],
-                     **{_label(Cell.from_key(k)): fmt(row[k]["fid"], row[k]["fid_std"])
-                        for k in _cell_order(k for k in row if k != "final_loss")}})
+    for step in u.snapshots:
+        snap = u.cells[step]
+        rows.append({"training step": step, "final loss": snap.final_loss,
+                     **{_label(c): fmt(snap.cells[c].fid, snap.cells[c].fid_std) for c in _cell_order(snap.cells)}})
     return pd.DataFrame(rows)
 
 
-def gap_table(u: dict[str, Any]) -> pd.DataFrame:
+def gap_table(u: LongerMetrics) -> pd.DataFrame:
     rows = []
-    for steps in sorted(u["ddim_minus_ddpm"], key=int):
-        per_step = u["ddim_minus_ddpm"][steps]
-        rows.append({"sampling steps": int(steps),
-                     **{f"step {s}": fmt(per_step[str(s)]["diff"], per_step[str(s)]["std"]) for s in u["snapshots"]},
-                     "DDIM ahead from": u["overtakes"][steps] or "never"})
+    for steps in sorted(u.ddim_minus_ddpm):
+        per_step = u.ddim_minus_ddpm[steps]
+        rows.append({"sampling steps": steps,
+                     **{f"step {s}": fmt(per_step[s].diff, per_step[s].std) for s in u.snapshots},
+                     "DDIM ahead from": u.overtakes[steps] or "never"})
     return pd.DataFrame(rows)
 
 
-def undertraining_figure(u: dict[str, Any]) -> str:
+def undertraining_figure(u: LongerMetrics) -> str:
     fig, ax = _subplots(1, 1, (6.5, 4))
-    steps_list = sorted({Cell.from_key(k).steps for k in u["cells"][str(u["snapshots"][0])] if k != "final_loss"})
+    first = u.cells[u.snapshots[0]].cells
+    steps_list = sorted({c.steps for c in first})
     palette = dict(zip(steps_list, ["tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple", "tab:brown"]))
-    x = np.array(u["snapshots"])
-    for key in _cell_order(k for k in u["cells"][str(x[0])] if k != "final_loss"):
-        cell = Cell.from_key(key)
-        y = np.array([u["cells"][str(s)][key]["fid"] for s in x])
-        err = np.array([u["cells"][str(s)][key]["fid_std"] for s in x])
+    x = np.array(u.snapshots)
+    for cell in _cell_order(first):
+        y = np.array([u.cells[s].cells[cell].fid for s in u.snapshots])
+        err = np.array([u.cells[s].cells[cell].fid_std for s in u.snapshots])
         ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, color=palette[cell.steps],
                     ls="-" if cell.sampler == "ddpm" else "--", label=_label(cell))
-    ax.axvline(u["main_steps"], color="grey", lw=0.8, ls=":")
+    ax.axvline(u.main_steps, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log", base=2)
     ax.set_xticks(x, [str(s) for s in x])
-    ax.set_xlabel(f"training steps ({u['schedule']}; dotted: the main study's models)")
-    ax.set_ylabel(f"FID (N = {u['num_images']})")
+    ax.set_xlabel(f"training steps ({u.schedule}; dotted: the main study's models)")
+    ax.set_ylabel(f"FID (N = {u.num_images})")
     ax.set_title("DDPM (solid) and DDIM (dashed) along training")
     ax.legend(ncol=2, fontsize=8)
     return _save(fig, "undertraining.png")
 
 
-def undertraining_findings(u: dict[str, Any]) -> list[str]:
+def undertraining_findings(u: LongerMetrics) -> list[str]:
     lines = []
-    first, last = str(u["snapshots"][0]), str(u["snapshots"][-1])
-    for steps in sorted(u["ddim_minus_ddpm"], key=int):
-        per_step = u["ddim_minus_ddpm"][steps]
-        a, b = per_step[first], per_step[last]
-        at = u["overtakes"][steps]
-        trend = "narrows" if abs(b["diff"]) < abs(a["diff"]) else "does not narrow"
-        lines.append(f"{steps} steps: FID(DDIM) − FID(DDPM) is {fmt(a['diff'], a['std'])} at step {first} and "
-                     f"{fmt(b['diff'], b['std'])} at step {last} (the gap {trend}); "
+    first, last = u.snapshots[0], u.snapshots[-1]
+    for steps in sorted(u.ddim_minus_ddpm):
+        a, b = u.ddim_minus_ddpm[steps][first], u.ddim_minus_ddpm[steps][last]
+        at = u.overtakes[steps]
+        trend = "narrows" if abs(b.diff) < abs(a.diff) else "does not narrow"
+        lines.append(f"{steps} steps: FID(DDIM) − FID(DDPM) is {fmt(a.diff, a.std)} at step {first} and "
+                     f"{fmt(b.diff, b.std)} at step {last} (the gap {trend}); "
                      + (f"DDIM is ahead beyond noise from step {at} on." if at else
                         "DDIM never gets ahead of DDPM beyond noise within this run."))
     return lines
@@ -121,80 +119,78 @@ def variants_table(v: dict[str, Any]) -> pd.DataFrame:
 
 
 # --- cross ---------------------------------------------------------------------------------------
-def cross_figure(c: dict[str, Any]) -> str:
-    settings, names = _cell_order(c["settings"]), c["schedules"]
+def cross_figure(c: CrossMetrics) -> str:
+    settings, names = _cell_order(c.settings), c.schedules
     fig, axes = _subplots(1, len(settings), (3.6 * len(settings), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], settings):
-        s = c["settings"][key]
-        grid = np.array([[s["fid"][a][b] for b in names] for a in names])
+    for ax, cell in zip(axes[0], settings):
+        s = c.settings[cell]
+        grid = np.array([[s.fid[a][b] for b in names] for a in names])
         ax.imshow(grid, cmap="viridis_r")
         for i, a in enumerate(names):
             for j, b in enumerate(names):
-                ax.text(j, i, f"{grid[i, j]:.0f}\n±{s['fid_std'][a][b]:.0f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{grid[i, j]:.0f}\n±{s.fid_std[a][b]:.0f}", ha="center", va="center", fontsize=7,
                         color="white" if grid[i, j] > grid.mean() else "black",
                         fontweight="bold" if i == j else "normal")
         ax.set_xticks(range(len(names)), names, rotation=45, fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_xlabel("sampled on")
-        ax.set_title(_label(Cell.from_key(key)), fontsize=10)
+        ax.set_title(_label(cell), fontsize=10)
     axes[0][0].set_ylabel("trained with")
-    fig.suptitle(f"FID (N = {c['num_images']}): training schedule x sampling schedule", fontsize=10)
+    fig.suptitle(f"FID (N = {c.num_images}): training schedule x sampling schedule", fontsize=10)
     return _save(fig, "cross.png")
 
 
-def cross_table(c: dict[str, Any], key: str) -> pd.DataFrame:
-    s, names = c["settings"][key], c["schedules"]
+def cross_table(c: CrossMetrics, cell: Cell) -> pd.DataFrame:
+    s, names = c.settings[cell], c.schedules
     rows = []
     for a in names:
         row = {"trained with ↓ / sampled on →": a}
         for b in names:
-            m = s["minus_own"][a][b]
-            mark = "" if a == b else f" ({m['diff']:+.1f} ± {m['std']:.1f})"
-            clamp = f" [{s['clamped_steps'][a][b]} clamped]" if s["clamped_steps"][a][b] else ""
-            row[b] = fmt(s["fid"][a][b], s["fid_std"][a][b]) + mark + clamp
+            m = s.minus_own[a][b]
+            mark = "" if a == b else f" ({m.diff:+.1f} ± {m.std:.1f})"
+            clamp = f" [{s.clamped_steps[a][b]} clamped]" if s.clamped_steps[a][b] else ""
+            row[b] = fmt(s.fid[a][b], s.fid_std[a][b]) + mark + clamp
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def split_table(c: dict[str, Any]) -> pd.DataFrame:
+def split_table(c: CrossMetrics) -> pd.DataFrame:
     rows = []
-    for key in _cell_order(c["settings"]):
-        s = c["settings"][key]
-        for b in c["schedules"][1:]:
-            parts = s["split"][b]
-            rows.append({"setting": _label(Cell.from_key(key)), "schedule": b,
-                         **{f"{p} (vs {c['baseline']})": fmt(parts[p]["value"], parts[p]["std"])
-                            for p in ("total", "training", "sampling")}})
+    for cell in _cell_order(c.settings):
+        for b in c.schedules[1:]:
+            parts = c.settings[cell].split[b]
+            rows.append({"setting": _label(cell), "schedule": b,
+                         **{f"{p} (vs {c.baseline})": fmt(parts[p].value, parts[p].std) for p in ("total", "training", "sampling")}})
     return pd.DataFrame(rows)
 
 
-def _part_verdict(part: dict[str, float]) -> str:
-    if abs(part["value"]) <= NOISE_SIGMAS * part["std"]:
+def _part_verdict(part: Part) -> str:
+    if abs(part.value) <= NOISE_SIGMAS * part.std:
         return "within noise"
-    return "helps" if part["value"] > 0 else "hurts"
+    return "helps" if part.value > 0 else "hurts"
 
 
-def cross_findings(c: dict[str, Any]) -> list[str]:
+def cross_findings(c: CrossMetrics) -> list[str]:
     lines = []
-    for b in c["schedules"]:
-        if b == c["baseline"]:
+    for b in c.schedules:
+        if b == c.baseline:
             continue
         per = []
-        for key in _cell_order(c["settings"]):
-            p = c["settings"][key]["split"][b]
-            per.append(f"{_label(Cell.from_key(key))}: total {fmt(p['total']['value'], p['total']['std'])}, "
-                       f"training {fmt(p['training']['value'], p['training']['std'])} ({_part_verdict(p['training'])}), "
-                       f"sampling {fmt(p['sampling']['value'], p['sampling']['std'])} ({_part_verdict(p['sampling'])})")
-        lines.append(f"**{b}** against {c['baseline']} — " + "; ".join(per) + ".")
+        for cell in _cell_order(c.settings):
+            p = c.settings[cell].split[b]
+            per.append(f"{_label(cell)}: total {fmt(p['total'].value, p['total'].std)}, "
+                       f"training {fmt(p['training'].value, p['training'].std)} ({_part_verdict(p['training'])}), "
+                       f"sampling {fmt(p['sampling'].value, p['sampling'].std)} ({_part_verdict(p['sampling'])})")
+        lines.append(f"**{b}** against {c.baseline} — " + "; ".join(per) + ".")
     return lines
 
 
-def split_summary(c: dict[str, Any]) -> str:
+def split_summary(c: CrossMetrics) -> str:
     """How often each part is the larger one, over schedules and settings."""
     training = sampling = 0
-    for s in c["settings"].values():
-        for p in s["split"].values():
-            if abs(p["sampling"]["value"]) > abs(p["training"]["value"]):
+    for s in c.settings.values():
+        for p in s.split.values():
+            if abs(p["sampling"].value) > abs(p["training"].value):
                 sampling += 1
             else:
                 training += 1
@@ -202,9 +198,9 @@ def split_summary(c: dict[str, Any]) -> str:
             f"in {sampling} and the training noise levels in {training}.")
 
 
-def clamp_note(c: dict[str, Any]) -> str:
-    clamped = sorted({f"{a} sampled on {b}" for s in c["settings"].values() for a in c["schedules"]
-                      for b in c["schedules"] if s["clamped_steps"][a][b]})
+def clamp_note(c: CrossMetrics) -> str:
+    clamped = sorted({f"{a} sampled on {b}" for s in c.settings.values() for a in c.schedules
+                      for b in c.schedules if s.clamped_steps[a][b]})
     if not clamped:
         return "No step of any crossed sampler left the trained range of noise levels."
     return ("Steps outside the trained model's range of ᾱ were clamped to its end (marked \"clamped\" in the tables): "
@@ -212,43 +208,42 @@ def clamp_note(c: dict[str, Any]) -> str:
 
 
 # --- seeds ---------------------------------------------------------------------------------------
-def seeds_table(sd: dict[str, Any]) -> pd.DataFrame:
+def seeds_table(sd: SeedsMetrics) -> pd.DataFrame:
     rows = []
-    for n in sd["schedules"]:
-        fids = sd["fid"][n]
-        rows.append({"schedule": n, **{f"seed {s}": fmt(f, e) for s, f, e in zip(sd["seeds"], fids, sd["fid_std"][n])},
+    for n in sd.schedules:
+        fids = sd.fid[n]
+        rows.append({"schedule": n, **{f"seed {s}": fmt(f, e) for s, f, e in zip(sd.seeds, fids, sd.fid_std[n])},
                      "mean ± sd over seeds": fmt(float(np.mean(fids)), float(np.std(fids, ddof=1)) if len(fids) > 1 else float("nan"))})
     return pd.DataFrame(rows)
 
 
-def pairs_table(sd: dict[str, Any]) -> pd.DataFrame:
+def pairs_table(sd: SeedsMetrics) -> pd.DataFrame:
     rows = []
-    for key, p in sd["pairs"].items():
-        rows.append({"pair (a − b)": key, **{f"seed {s}": fmt(d, e) for s, d, e in zip(sd["seeds"], p["diffs"], p["stds"])},
-                     "mean": f"{p['mean']:+.2f}", f"{CONFIDENCE:.0%} t-interval half width": f"{p['half_width']:.2f}",
-                     "separated at seed " + str(sd["seeds"][0]): "yes" if p["separated_at_main"] else "no",
-                     "verdict over seeds": p["verdict"]})
+    for (a, b), p in sd.pairs.items():
+        rows.append({"pair (a − b)": f"{a}-{b}", **{f"seed {s}": fmt(d, e) for s, d, e in zip(sd.seeds, p.diffs, p.stds)},
+                     "mean": f"{p.mean:+.2f}", f"{CONFIDENCE:.0%} t-interval half width": f"{p.half_width:.2f}",
+                     "separated at seed " + str(sd.seeds[0]): "yes" if p.separated_at_main else "no",
+                     "verdict over seeds": p.verdict})
     return pd.DataFrame(rows)
 
 
-def seeds_findings(sd: dict[str, Any]) -> list[str]:
+def seeds_findings(sd: SeedsMetrics) -> list[str]:
     lines = []
-    for key, p in sd["pairs"].items():
-        if not p["separated_at_main"]:
+    for (a, b), p in sd.pairs.items():
+        if not p.separated_at_main:
             continue
-        a, b = key.split("-", 1)
-        better = a if p["diffs"][0] < 0 else b
-        lines.append(f"{key}: at seed {sd['seeds'][0]} (the main study) {better} is better by "
-                     f"{abs(p['diffs'][0]):.1f} ± {p['stds'][0]:.1f}; over {len(sd['seeds'])} training seeds the "
-                     f"difference is {', '.join(f'{d:+.1f}' for d in p['diffs'])} (mean {p['mean']:+.1f}, "
-                     f"{CONFIDENCE:.0%} interval ± {p['half_width']:.1f}): **{p['verdict']}**.")
+        better = a if p.diffs[0] < 0 else b
+        lines.append(f"{a}-{b}: at seed {sd.seeds[0]} (the main study) {better} is better by "
+                     f"{abs(p.diffs[0]):.1f} ± {p.stds[0]:.1f}; over {len(sd.seeds)} training seeds the "
+                     f"difference is {', '.join(f'{d:+.1f}' for d in p.diffs)} (mean {p.mean:+.1f}, "
+                     f"{CONFIDENCE:.0%} interval ± {p.half_width:.1f}): **{p.verdict}**.")
     return lines or ["No pair is separated beyond noise at the main study's seed."]
 
 
 # --- the write-up ---------------------------------------------------------------------------------
 def write_up(x: Inputs) -> str:
-    cfg, u, c, sd = x.cfg, x.undertraining, x.cross, x.seeds
-    settings = _cell_order(c["settings"])
+    u, c, sd = x.undertraining, x.cross, x.seeds
+    settings = _cell_order(c.settings)
     lines = [
         "# The extended study: DDIM settled, training vs sampling schedule, training seeds",
         "",
@@ -272,9 +267,9 @@ def write_up(x: Inputs) -> str:
         "Clipping x̂₀ with the re-derived ε is the best deterministic variant here; leaving x̂₀ unclipped, as the DDIM "
         "paper's code does, is far worse on these models; adding noise (η > 0) moves DDIM towards DDPM.",
         "",
-        f"**Undertraining.** {u['schedule']} trained for {u['snapshots'][-1]} steps "
-        f"({u['snapshots'][-1] / u['main_steps']:g}× the main study's {u['main_steps']}; the run continues the main "
-        f"model exactly), its EMA model scored at every snapshot at the sweep's settings (N = {u['num_images']}):",
+        f"**Undertraining.** {u.schedule} trained for {u.snapshots[-1]} steps "
+        f"({u.snapshots[-1] / u.main_steps:g}× the main study's {u.main_steps}; the run continues the main "
+        f"model exactly), its EMA model scored at every snapshot at the sweep's settings (N = {u.num_images}):",
         "",
         f"![DDPM and DDIM along training]({undertraining_figure(u)})",
         "",
@@ -291,12 +286,12 @@ def write_up(x: Inputs) -> str:
         "Each model (rows: trained with) samples on each schedule's noise levels (columns: sampled on): the sampler "
         "runs the column schedule's respaced process and tells the network the real-valued timestep at which its own "
         "training schedule has the same ᾱ (`ddpm_study.crossing`). The diagonal is each model's own process. "
-        f"N = {c['num_images']}, same x_T everywhere; in brackets, the paired difference to the row's diagonal.",
+        f"N = {c.num_images}, same x_T everywhere; in brackets, the paired difference to the row's diagonal.",
         "",
         f"![trained with x sampled on]({cross_figure(c)})",
         "",
-        *[part for key in settings for part in (f"**{_label(Cell.from_key(key))}**", "", markdown(cross_table(c, key)), "")],
-        f"Each schedule's few-step advantage over {c['baseline']} (FID({c['baseline']}, {c['baseline']}) − "
+        *[part for cell in settings for part in (f"**{_label(cell)}**", "", markdown(cross_table(c, cell)), "")],
+        f"Each schedule's few-step advantage over {c.baseline} (FID({c.baseline}, {c.baseline}) − "
         "FID(B, B), positive: B better) split into a training part (the training noise levels, averaged over both "
         "sampling grids) and a sampling part (the sampling grid, averaged over both models); the two add up to the "
         "total exactly:",
@@ -313,9 +308,9 @@ def write_up(x: Inputs) -> str:
         "",
         "## 3. Training seeds",
         "",
-        f"Schedules {', '.join(sd['schedules'])} trained with seeds {', '.join(map(str, sd['seeds']))} (seed "
-        f"{sd['seeds'][0]} is the main study's model), each sampled like the main setting ({sd['sampler'].upper()}, "
-        f"{sd['steps']} steps, N = {sd['num_images']}) from the *same* noise, so the seeds differ by training alone. "
+        f"Schedules {', '.join(sd.schedules)} trained with seeds {', '.join(map(str, sd.seeds))} (seed "
+        f"{sd.seeds[0]} is the main study's model), each sampled like the main setting ({sd.sampler.upper()}, "
+        f"{sd.steps} steps, N = {sd.num_images}) from the *same* noise, so the seeds differ by training alone. "
         "FID ± jackknife std per seed:",
         "",
         markdown(seeds_table(sd)),
@@ -345,20 +340,20 @@ def write_up(x: Inputs) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _literature_ddim(u: dict[str, Any]) -> str:
-    ahead = {k: u["overtakes"][k] for k in sorted(u["overtakes"], key=int) if u["overtakes"][k]}
-    if not u["overtakes"]:
+def _literature_ddim(u: LongerMetrics) -> str:
+    ahead = {k: u.overtakes[k] for k in sorted(u.overtakes) if u.overtakes[k]}
+    if not u.overtakes:
         return "Not tested (the sweep lacks DDPM or DDIM)."
     if not ahead:
-        return (f"Here DDIM stays behind DDPM at every step count through {u['snapshots'][-1]} training steps of "
-                f"{u['schedule']}: training longer alone does not reproduce their ordering at this scale.")
+        return (f"Here DDIM stays behind DDPM at every step count through {u.snapshots[-1]} training steps of "
+                f"{u.schedule}: training longer alone does not reproduce their ordering at this scale.")
     return ("Here DDIM overtakes DDPM with training at " + ", ".join(f"{k} steps (from training step {v})"
                                                                       for k, v in ahead.items()) + ".")
 
 
-def _literature_seeds(sd: dict[str, Any]) -> str:
-    separated = {k: p for k, p in sd["pairs"].items() if p["separated_at_main"]}
+def _literature_seeds(sd: SeedsMetrics) -> str:
+    separated = {f"{a}-{b}": p for (a, b), p in sd.pairs.items() if p.separated_at_main}
     if not separated:
         return "No pair was separated at the main seed."
-    return ("Of the pairs the main study separates, " + ", ".join(f"{k} {p['verdict']}" for k, p in separated.items())
-            + f" over {len(sd['seeds'])} training seeds.")
+    return ("Of the pairs the main study separates, " + ", ".join(f"{k} {p.verdict}" for k, p in separated.items())
+            + f" over {len(sd.seeds)} training seeds.")

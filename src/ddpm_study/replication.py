@@ -16,7 +16,7 @@ factorial split of a difference between two schedules into a training and a samp
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -72,10 +72,13 @@ def factorial_split(points: Mapping[tuple[str, str], float], replicates: Mapping
     return out
 
 
-def overtakes(ddim_minus_ddpm: dict[int, dict]) -> int | None:
-    """The first snapshot from which on DDIM stays ahead of DDPM beyond noise, or None."""
+def overtakes(ddim_minus_ddpm: Mapping[int, Any]) -> int | None:
+    """The first snapshot from which on DDIM stays ahead of DDPM beyond noise, or None.
+
+    ``ddim_minus_ddpm``: snapshot -> the paired difference FID(DDIM) - FID(DDPM), with ``diff`` and
+    ``within_noise`` attributes (``pipeline.outputs.Pair``)."""
     steps = sorted(ddim_minus_ddpm)
-    ahead = [s for s in steps if ddim_minus_ddpm[s]["diff"] < 0 and not ddim_minus_ddpm[s]["within_noise"]]
+    ahead = [s for s in steps if ddim_minus_ddpm[s].diff < 0 and not ddim_minus_ddpm[s].within_noise]
     for s in ahead:
         if all(t in ahead for t in steps if t >= s):
             return s
