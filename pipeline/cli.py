@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -49,22 +50,28 @@ app = typer.Typer(
 ParamsOption = typer.Option(outputs.PARAMS, "--params", help="Parameter file (validated strictly before any work).")
 
 
-def _run(module: str, params: Path) -> None:
-    """Validate params, run the module's ``run(cfg, params)``; known failures end in one readable line and exit code 1."""
-    from ddpm_study.errors import StudyError
+def _fail(message: str) -> None:
     from rich.markup import escape
 
     from .console import console
+
+    # Escaped: messages hold brackets ("[1, 1000]") that rich would otherwise read as markup.
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(1)
+
+
+def _run(module: str, params: Path, **options) -> None:
+    """Validate params, run the module's ``run(cfg, params)``; known failures end in one readable line and exit code 1."""
+    from ddpm_study.errors import StudyError
+
     from .params import load, recording
 
     try:
         with recording(module.rpartition(".")[2]):
-            importlib.import_module(module).run(load(params), params)
+            importlib.import_module(module).run(load(params), params, **options)
     # Expected failures, each with a message naming its cause; anything else keeps its traceback.
     except (StudyError, FileNotFoundError) as err:
-        # Escaped: messages hold brackets ("[1, 1000]") that rich would otherwise read as markup.
-        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(1) from None
+        _fail(str(err))
 
 
 def _command(name: str, package: str, help: str) -> None:
@@ -76,6 +83,29 @@ def _command(name: str, package: str, help: str) -> None:
 
 for _name, (_package, _help) in COMMANDS.items():
     _command(_name, _package, _help)
+
+
+@app.command("generate")
+def generate(
+    out: Path = typer.Option(..., "--out", help="grid.png (a PNG grid) or images.npy (uint8 [N, C, H, W])."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="The current params.yaml's model of this schedule (models/<schedule>/checkpoint.pt)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Instead: any finished checkpoint file (it describes its own model and schedule)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="Any sampler sample.sampler accepts (default: sample.sampler)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Respaced sampling steps (default: sample.steps)."),
+    eta: Optional[float] = typer.Option(None, "--eta", help="DDIM's eta (default: sample.eta)."),
+    num_images: Optional[int] = typer.Option(None, "--num-images", help="Default: sample.num_images."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default: sample.batch_size (the noise of a batch depends on it)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", help="Conditional models: w (default: sample.guidance)."),
+    label: Optional[int] = typer.Option(None, "--class", help="Conditional models: sample only this class (default: classes in turn)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Default: params.yaml's seed (the `sample` stage's noise)."),
+    params: Path = ParamsOption,
+) -> None:
+    """Not a stage: sample a finished model with any sampler and step count, outside DVC, into a PNG grid or .npy."""
+    if (schedule is None) == (checkpoint is None):
+        _fail("--schedule or --checkpoint: give exactly one")
+    _run(f"{__package__}.tools.generate", params, request=dict(
+        out=out, schedule=schedule, checkpoint=checkpoint, sampler=sampler, steps=steps, eta=eta, num_images=num_images,
+        batch_size=batch_size, guidance=guidance, label=label, seed=seed))
 
 
 if __name__ == "__main__":

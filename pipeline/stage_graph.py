@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]  # the project holding the running code (and its dvc.yaml)
 COMMAND = "ddpm-study"
 # CLI commands that no stage runs (``pipeline/tools/<command>.py``): no stage's closure enters them.
-TOOLS = ("backfill", "readme")
+TOOLS = ("backfill", "readme", "generate")
 STAGES_DIR, TOOLS_DIR = "stages", "tools"  # under pipeline/
 
 

@@ -45,8 +45,10 @@ def test_every_stage_and_tool_is_a_command_with_help():
     from pipeline import stage_graph
     from pipeline.cli import COMMANDS
 
-    assert set(COMMANDS) == set(stage_graph.dvc_stages()) | set(stage_graph.TOOLS)
-    for name, (package, _) in COMMANDS.items():
+    modules = {name: package for name, (package, _) in COMMANDS.items()} | {"generate": "tools"}  # generate: its own options
+    assert set(modules) == set(stage_graph.dvc_stages()) | set(stage_graph.TOOLS)
+    assert {c.name for c in app.registered_commands} == {name.replace("_", "-") for name in modules}
+    for name, package in modules.items():
         assert (ROOT / "pipeline" / package / f"{name}.py").is_file(), name
         command = name.replace("_", "-")
         result = CliRunner().invoke(app, [command, "--help"])
@@ -186,3 +188,59 @@ def test_cuda_without_a_gpu_is_a_clear_error(project):
 def test_batch_larger_than_the_training_subset(project):
     edit_params(train__batch_size=600)  # data.train_subset is 512
     fails_with("train", "train.batch_size: invalid value 600; expected at most the 512 training images")
+
+
+# --- `ddpm-study generate`: a finished model sampled outside DVC -------------------------------------
+def generate(*args: str):
+    return CliRunner().invoke(app, ["generate", *args])
+
+
+def test_generate_draws_the_sample_stages_images_and_any_other_setting(project):
+    """With the `sample` stage's settings (the defaults) it draws that stage's images bit for bit; other
+    samplers, step counts and seeds give other images; the checkpoint file alone is enough to sample it."""
+    import numpy as np
+
+    assert CliRunner().invoke(app, ["sample"]).exit_code == 0
+    result = generate("--schedule", "linear", "--out", "out/images.npy")
+    assert result.exit_code == 0, result.output
+    staged = np.load("samples/linear/images.npy")
+    assert np.array_equal(np.load("out/images.npy"), staged)
+    same = generate("--checkpoint", "models/linear/checkpoint.pt", "--out", "out/from_file.npy")
+    assert same.exit_code == 0 and np.array_equal(np.load("out/from_file.npy"), staged), same.output
+    other = generate("--schedule", "linear", "--sampler", "ddim", "--steps", "3", "--num-images", "5", "--seed", "7",
+                     "--out", "out/ddim.npy")
+    assert other.exit_code == 0, other.output
+    ddim = np.load("out/ddim.npy")
+    assert ddim.shape == (5, *staged.shape[1:]) and ddim.dtype == np.uint8 and not np.array_equal(ddim, staged[:5])
+    grid = generate("--schedule", "linear", "--num-images", "4", "--out", "out/grid.png")
+    assert grid.exit_code == 0 and Path("out/grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--schedule", "linear", "--out", "x.jpg"], ["--out: invalid value 'x.jpg'", ".png or .npy"]),
+    (["--schedule", "linear", "--sampler", "euler", "--out", "x.npy"], ["--sampler: invalid value 'euler'", "ddim"]),
+    (["--schedule", "linear", "--steps", "0", "--out", "x.npy"], ["--steps: invalid value 0", "[1, 1000]"]),
+    (["--schedule", "linear", "--class", "3", "--out", "x.npy"], ["--class: invalid value 3", "unconditional"]),
+    (["--schedule", "nonsense", "--out", "x.npy"], ["--schedule: invalid value 'nonsense'", "cosine"]),
+    (["--out", "x.npy"], ["--schedule or --checkpoint"]),
+    (["--checkpoint", "missing.pt", "--out", "x.npy"], ["missing.pt"]),
+])
+def test_generate_refuses_bad_options_in_one_line(project, args, words):
+    result = generate(*args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and lines[-1].startswith("error: "), result.output
+    assert all(w in lines[-1] for w in words), lines[-1]
+    assert not Path("x.npy").exists()
+
+
+def test_generate_refuses_a_stale_or_unfinished_model(project):
+    edit_params(train__steps=6)  # the checkpoint was trained for 8: another configuration's model
+    result = generate("--schedule", "linear", "--out", "x.npy")
+    assert result.exit_code == 1 and "run `dvc repro` to retrain" in result.output
+    import torch
+
+    state = torch.load("models/linear/checkpoint.pt", weights_only=True)
+    state["step"] = 4
+    torch.save(state, "half.pt")
+    result = generate("--checkpoint", "half.pt", "--out", "x.npy")
+    assert result.exit_code == 1 and "unfinished (step 4 of 8)" in result.output

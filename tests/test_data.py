@@ -175,3 +175,9 @@ def test_two_sources_of_the_same_files_give_the_same_prepared_data(tmp_path, mon
                           for f in sorted(prepared.rglob("*")) if f.is_file()})
     assert manifests[0] == manifests[1] and "info.json" in manifests[0]
     assert str(fashion_mnist_dir) not in (tmp_path / "project0/data/prepared/info.json").read_text()
+    # ... and in MLflow, as a tag of the execution run (the stage's store: mlflow.db in its project root).
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'project1' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ddpm-schedules").experiment_id])
+    assert run.data.tags["data_source"].endswith(str(copy))

@@ -1,0 +1,117 @@
+"""``ddpm-study generate``: not a stage. Samples a finished model outside DVC — the current
+``params.yaml``'s model of a schedule (refused when stale or unfinished, as `sample` refuses it) or any
+self-describing checkpoint file — with any sampler, step count, guidance weight and class, and writes a
+PNG grid or the uint8 images as ``.npy``. With the `sample` stage's settings (the defaults, from
+``params.yaml``'s `sample` section) it draws the `sample` stage's images, bit for bit: the noise of a
+batch depends only on (seed, batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ddpm_study import sampling, training
+from ddpm_study.config import IMAGE_SHAPES, StudyConfig
+from ddpm_study.diffusion import SAMPLERS, GaussianDiffusion
+from ddpm_study.errors import CheckpointError, ConfigError
+from ddpm_study.files import write_array
+from ddpm_study.runtime import resolve_device
+from ddpm_study.schedules import get_betas
+
+from .. import checkpoints
+from ..console import console, progress
+
+OUT_SUFFIXES = (".png", ".npy")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate; None: the `sample` section's value (and for ``label``: classes in turn)."""
+
+    out: Path
+    schedule: Optional[str] = None
+    checkpoint: Optional[Path] = None
+    sampler: Optional[str] = None
+    steps: Optional[int] = None
+    eta: Optional[float] = None
+    num_images: Optional[int] = None
+    batch_size: Optional[int] = None
+    guidance: Optional[float] = None
+    label: Optional[int] = None
+    seed: Optional[int] = None
+
+
+def _model(cfg: StudyConfig, r: Request, device: torch.device) -> tuple[torch.nn.Module, GaussianDiffusion, tuple[int, int, int]]:
+    """The EMA model, its diffusion and image shape: of ``r.checkpoint`` as it describes itself, else the current params'."""
+    if r.checkpoint is None:
+        if r.schedule not in cfg.schedules:
+            raise ConfigError(f"--schedule: invalid value {r.schedule!r}; expected one of {', '.join(cfg.schedules)}")
+        model, diffusion = checkpoints.load(cfg, r.schedule, device)
+        return model, diffusion, cfg.image_shape
+    state = training.load_checkpoint(r.checkpoint)
+    lineage = state["lineage"]
+    if state["step"] != lineage["train"]["steps"]:
+        raise CheckpointError(f"{r.checkpoint}: unfinished (step {state['step']} of {lineage['train']['steps']}); "
+                              "run `dvc repro` to finish training")
+    name = lineage["schedule"]
+    betas = get_betas(name, lineage["diffusion"]["timesteps"], **lineage["schedules"][name])
+    channels, size = IMAGE_SHAPES[lineage["data"]["dataset"]]
+    return training.load_ema_model(state, device), GaussianDiffusion(betas), (channels, size, size)
+
+
+def _check(r: Request, T: int, num_classes: int) -> None:
+    """Bad options are one line naming the option and what it accepts, before any sampling."""
+    if r.out.suffix not in OUT_SUFFIXES:
+        raise ConfigError(f"--out: invalid value '{r.out}'; expected a file ending in {' or '.join(OUT_SUFFIXES)}")
+    if r.sampler is not None and r.sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler: invalid value {r.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if r.steps is not None and not 1 <= r.steps <= T:
+        raise ConfigError(f"--steps: invalid value {r.steps}; expected an integer in [1, {T}] (the model's T)")
+    for option, value in (("--num-images", r.num_images), ("--batch-size", r.batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option}: invalid value {value}; expected an integer >= 1")
+    if not num_classes and r.label is not None:
+        raise ConfigError(f"--class: invalid value {r.label}; this model is unconditional (model.num_classes = 0)")
+    if not num_classes and r.guidance:
+        raise ConfigError(f"--guidance: invalid value {r.guidance:g}; this model is unconditional: expected 0")
+    if num_classes and r.label is not None and not 0 <= r.label < num_classes:
+        raise ConfigError(f"--class: invalid value {r.label}; expected an integer in [0, {num_classes - 1}]")
+
+
+def generate(cfg: StudyConfig, r: Request) -> torch.Tensor:
+    """uint8 images [N, C, H, W] as ``r`` asks, written to ``r.out``."""
+    device = resolve_device(cfg.device)
+    if r.out.suffix not in OUT_SUFFIXES:  # before loading anything
+        _check(r, 1, 0)
+    model, diffusion, shape = _model(cfg, r, device)
+    _check(r, diffusion.num_timesteps, model.num_classes)
+    s = cfg.sample
+    sampler, steps, eta = r.sampler or s.sampler, r.steps or s.steps, s.eta if r.eta is None else r.eta
+    n, batch = r.num_images or s.num_images, r.batch_size or s.batch_size
+    guidance = (s.guidance if model.num_classes else 0.0) if r.guidance is None else r.guidance
+    labels = (None if not model.num_classes else
+              sampling.class_labels(n, model.num_classes) if r.label is None else torch.full((n,), r.label))
+    spaced = diffusion.respace(steps)
+    with progress() as bar:
+        task = bar.add_task(f"generate {r.schedule or r.checkpoint}", total=-(-n // batch) * steps,
+                            info=f"{sampler}, {steps} steps")
+        out = sampling.generate(model, spaced, num_images=n, batch_size=batch, image_shape=shape,
+                                seed=cfg.seed if r.seed is None else r.seed, device=device, sampler=sampler, eta=eta,
+                                trajectory_images=1, trajectory_frames=2, labels=labels, guidance=guidance,
+                                on_step=lambda _: bar.advance(task))
+    r.out.parent.mkdir(parents=True, exist_ok=True)
+    if r.out.suffix == ".npy":
+        write_array(r.out, out.images.numpy().astype(np.uint8))
+    else:
+        sampling.save_grid(out.images, r.out)
+    console.print(f"{r.out}: {n} images, {sampler} with {steps} steps", soft_wrap=True)
+    return out.images
+
+
+def run(cfg: StudyConfig, params: Path, request: dict) -> None:
+    generate(cfg, Request(**request))
