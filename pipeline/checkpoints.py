@@ -10,7 +10,7 @@ from typing import Any, Optional
 import torch
 
 from ddpm_study import training
-from ddpm_study.config import StudyConfig
+from ddpm_study.config import IMAGE_SHAPES, StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.errors import CheckpointError, ConfigError
 
@@ -80,3 +80,15 @@ def load_seed(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> t
 
 def final_loss(result: training.TrainResult) -> float:
     return training.final_loss(result.history)
+
+
+def logged_model(path: Path) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], dict[str, Any]]:
+    """A checkpoint's EMA network on the CPU, example inputs (x, t[, y]) for torch.export, and its training lineage:
+    what an MLflow logged model of it holds (``tracking.ScheduleRun.log_model``), enough to sample it (``generate``)."""
+    state = training.load_checkpoint(path)
+    model = training.load_ema_model(state, torch.device("cpu"))
+    channels, size = IMAGE_SHAPES[state["lineage"]["data"]["dataset"]]
+    example = (torch.zeros(2, channels, size, size), torch.tensor([0, 1]))
+    if model.num_classes:
+        example += (torch.tensor([0, model.num_classes]),)  # a class and the null class
+    return model, example, state["lineage"]

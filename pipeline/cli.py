@@ -90,6 +90,7 @@ def generate(
     out: Path = typer.Option(..., "--out", help="grid.png (a PNG grid) or images.npy (uint8 [N, C, H, W])."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="The current params.yaml's model of this schedule (models/<schedule>/checkpoint.pt)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Instead: any finished checkpoint file (it describes its own model and schedule)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Instead: an MLflow logged model, models:/<model id> (the experiment's Models tab)."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Any sampler sample.sampler accepts (default: sample.sampler)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Respaced sampling steps (default: sample.steps)."),
     eta: Optional[float] = typer.Option(None, "--eta", help="DDIM's eta (default: sample.eta)."),
@@ -101,10 +102,10 @@ def generate(
     params: Path = ParamsOption,
 ) -> None:
     """Not a stage: sample a finished model with any sampler and step count, outside DVC, into a PNG grid or .npy."""
-    if (schedule is None) == (checkpoint is None):
-        _fail("--schedule or --checkpoint: give exactly one")
+    if sum(x is not None for x in (schedule, checkpoint, model)) != 1:
+        _fail("--schedule, --checkpoint or --model: give exactly one")
     _run(f"{__package__}.tools.generate", params, request=dict(
-        out=out, schedule=schedule, checkpoint=checkpoint, sampler=sampler, steps=steps, eta=eta, num_images=num_images,
+        out=out, schedule=schedule, checkpoint=checkpoint, model=model, sampler=sampler, steps=steps, eta=eta, num_images=num_images,
         batch_size=batch_size, guidance=guidance, label=label, seed=seed))
 
 

@@ -17,17 +17,21 @@ from typing import Callable, Iterator
 
 from ddpm_study.config import StudyConfig
 
-from . import outputs, stage_graph, tracking
+from . import checkpoints, outputs, stage_graph, tracking
 from .tracking import ScheduleRun
 
 
 def record_train(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
-    """Loss history as ``train/<name>`` at its step, the training summary, the checkpoint."""
+    """Loss history as ``train/<name>`` at its step, the training summary, the checkpoint, and the EMA network
+    as an MLflow logged model (``checkpoints.logged_model``; the checkpoint stays the pipeline's source of truth)."""
     run.log_train_rows(outputs.read_train_history(schedule))  # steps the run holds are skipped
     summary = outputs.read_train_metrics().get(schedule)
     if summary is not None:
         run.log_metrics(dataclasses.asdict(summary), fill=fill)
     run.log_artifacts([outputs.checkpoint(schedule)], "model", fill=fill)
+    if summary is not None and outputs.checkpoint(schedule).exists():
+        run.log_model(schedule, lambda: checkpoints.logged_model(outputs.checkpoint(schedule)),
+                      {"final_loss": summary.final_loss})
 
 
 def record_sample(run: ScheduleRun, schedule: str, fill: bool = False) -> None:

@@ -183,6 +183,45 @@ class ScheduleRun:
 
         self._safe(log, f"log {folder}/", False)
 
+    def log_model(self, name: str, build: Callable[[], tuple[Any, tuple, dict[str, Any]]], metrics: dict[str, float]) -> None:
+        """The network ``build()`` gives (with example inputs and its params) as an MLflow 3 logged model linked to
+        this run (the experiment's *Models* tab), with ``metrics``; built only when the run lacks one; saved in torch.export's pt2 format (no pickle), its batch size free, loadable with
+        ``mlflow.pytorch.load_model("models:/<id>")``. Once per run: a run holding a READY model gets no other."""
+        def log() -> None:
+            import mlflow
+            import mlflow.pytorch
+            from mlflow.entities import LoggedModelStatus
+            from mlflow.models import ModelSignature
+            from mlflow.types import Schema, TensorSpec
+
+            experiment_id = self.client.get_run(self.run_id).info.experiment_id
+            held = self.client.search_logged_models(experiment_ids=[experiment_id],
+                                                    filter_string=f"source_run_id = '{self.run_id}'")
+            if any(m.status == LoggedModelStatus.READY for m in held):
+                return
+            model, example, params = build()
+            arrays = tuple(a.numpy() for a in example)
+            signature = ModelSignature(inputs=Schema([TensorSpec(a.dtype, (-1, *a.shape[1:]), n)
+                                                      for n, a in zip(("x", "t", "y"), arrays)]))
+            logged = self.client.create_logged_model(experiment_id, name=name, source_run_id=self.run_id,
+                                                     params=_flatten(params))
+            mlflow.set_tracking_uri(self.client.tracking_uri)  # log_model goes through the fluent API's store
+            mlflow.pytorch.log_model(model, name=name, model_id=logged.model_id, signature=signature,
+                                     input_example=arrays, pip_requirements=[])
+            for key, value in metrics.items():
+                self.client.log_metric(self.run_id, key, value, model_id=logged.model_id)
+            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+
+        # Not through _safe's retries and pause: an export that fails fails again, and must not silence the
+        # stage's other logging. The next stage that opens the run tries again (a PENDING model is no model).
+        if time.monotonic() < self._suspended_until:
+            return
+        try:
+            log()
+        except Exception as err:
+            console.print(f"[yellow]warning:[/] MLflow: the logged model {name} was not recorded "
+                          f"({' '.join(str(err).split())[:300]})", highlight=False)
+
     @contextmanager
     def system_metrics(self) -> Iterator[None]:
         """Log CPU, memory, disk, network (and, with nvidia-ml-py and a GPU, GPU) use to this run while

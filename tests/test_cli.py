@@ -11,7 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import ROOT, default_params, tiny_params
+from conftest import ROOT, default_params, mlflow_runs, tiny_params
 from pipeline.cli import app
 from test_config import BAD, _set
 
@@ -222,7 +222,7 @@ def test_generate_draws_the_sample_stages_images_and_any_other_setting(project):
     (["--schedule", "linear", "--steps", "0", "--out", "x.npy"], ["--steps: invalid value 0", "[1, 1000]"]),
     (["--schedule", "linear", "--class", "3", "--out", "x.npy"], ["--class: invalid value 3", "unconditional"]),
     (["--schedule", "nonsense", "--out", "x.npy"], ["--schedule: invalid value 'nonsense'", "cosine"]),
-    (["--out", "x.npy"], ["--schedule or --checkpoint"]),
+    (["--out", "x.npy"], ["--schedule, --checkpoint or --model"]),
     (["--checkpoint", "missing.pt", "--out", "x.npy"], ["missing.pt"]),
 ])
 def test_generate_refuses_bad_options_in_one_line(project, args, words):
@@ -244,3 +244,39 @@ def test_generate_refuses_a_stale_or_unfinished_model(project):
     torch.save(state, "half.pt")
     result = generate("--checkpoint", "half.pt", "--out", "x.npy")
     assert result.exit_code == 1 and "unfinished (step 4 of 8)" in result.output
+
+
+def test_train_logs_the_ema_model_as_an_mlflow_model_that_generate_samples(project):
+    """The `train` stage (the fixture ran it) logged the EMA network as an MLflow 3 logged model linked to the
+    schedule's run, with its training lineage as params and the final loss; it loads with
+    `mlflow.pytorch.load_model` (pt2: no pickle), computes what the checkpoint's EMA network computes at any
+    batch size, and `generate --model` samples it like the checkpoint. Recording again adds no second model."""
+    import mlflow
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+
+    from ddpm_study import training
+    from pipeline import records, tracking
+    from pipeline.params import load
+
+    client, runs = mlflow_runs(project)
+    (run,) = [r for r in runs if r.info.run_name == "linear"]
+    (logged,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert logged.source_run_id == run.info.run_id and logged.status.name == "READY"
+    assert logged.params["schedule"] == "linear" and logged.params["train.steps"] == "8"
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    net = mlflow.pytorch.load_model(f"models:/{logged.model_id}")
+    ema = training.load_ema_model(training.load_checkpoint(Path("models/linear/checkpoint.pt")), torch.device("cpu"))
+    x, t = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 10, 100, 500, 999])
+    assert torch.allclose(net(x, t), ema(x, t), atol=1e-5)
+
+    result = generate("--model", f"models:/{logged.model_id}", "--num-images", "6", "--out", "out/mlflow.npy")
+    assert result.exit_code == 0, result.output
+    assert generate("--schedule", "linear", "--num-images", "6", "--out", "out/ckpt.npy").exit_code == 0
+    a, b = np.load("out/mlflow.npy").astype(int), np.load("out/ckpt.npy").astype(int)
+    assert np.abs(a - b).max() <= 1  # the exported graph's float round-off moves a pixel by at most one level
+
+    with tracking.schedule_run(load(Path("params.yaml")), "linear") as again:
+        records.record_train(again, "linear", fill=True)
+    assert len(client.search_logged_models(experiment_ids=[run.info.experiment_id])) == 1

@@ -289,10 +289,15 @@ def test_teammate_pulls_from_the_dvc_remote_without_retraining_and_backfills_mlf
         assert run.data.params == theirs[name].data.params
         assert "samples/grid.png" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
         assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6, 8]
+    # Each schedule's EMA model as an MLflow logged model of its run, from the pulled checkpoint.
+    experiment = runs[0].info.experiment_id
+    models = client.search_logged_models(experiment_ids=[experiment])
+    assert sorted(m.source_run_id for m in models) == sorted(r.info.run_id for r in mine.values())
+    assert all(m.status.name == "READY" and m.params["schedule"] == m.name for m in models)
     # A second backfill adds nothing.
     sh("ddpm-study backfill", mate, mate_env)
     again = mlflow_runs(mate)[1]
-    assert len(again) == len(runs)
+    assert len(again) == len(runs) and len(client.search_logged_models(experiment_ids=[experiment])) == len(models)
     assert [m.step for m in client.get_metric_history(mine["linear"].info.run_id, "train/loss")] == [2, 4, 6, 8]
 
 

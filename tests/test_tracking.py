@@ -188,3 +188,34 @@ def test_rows_beyond_one_batch_are_split_between_whole_rows(cfg, monkeypatch):
     assert calls == [8, 8, 4]
     for key in ("train/loss", "train/lr", "train/images_per_s", "train/loss_bucket_0"):
         assert steps(run, key) == [2, 4, 6, 8, 10], key
+
+
+def test_a_model_that_cannot_be_logged_is_a_warning_and_logging_goes_on(cfg, capsys):
+    """A failing export is not a store outage: one warning, no retries, no logging pause, no model; the
+    next attempt (the next stage opening the run) logs it."""
+    import torch
+
+    from ddpm_study.config import ModelConfig
+    from ddpm_study.training import build_model
+
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise RuntimeError("cannot export")
+
+    def tiny():
+        net = build_model(ModelConfig(8, (1, 2), 1, 2, 4, 0.0, 0, "multiply"), 1).eval()
+        return net, (torch.zeros(2, 1, 28, 28), torch.tensor([0, 1])), {"schedule": "linear"}
+
+    with tracking.schedule_run(cfg, "linear") as run:
+        run.log_model("linear", broken, {"final_loss": 0.5})
+        assert len(calls) == 1 and "the logged model linear was not recorded (cannot export)" in capsys.readouterr().err
+        run.log_metrics({"after": 1.0})  # not paused
+        experiment = run.client.get_run(run.run_id).info.experiment_id
+        assert not run.client.search_logged_models(experiment_ids=[experiment])
+        run.log_model("linear", tiny, {"final_loss": 0.5})
+        run.log_model("linear", broken, {"final_loss": 0.5})  # held: not built again
+    assert len(calls) == 1 and run.client.get_run(run.run_id).data.metrics["after"] == 1.0
+    (model,) = run.client.search_logged_models(experiment_ids=[experiment])
+    assert model.status.name == "READY" and model.source_run_id == run.run_id

@@ -36,6 +36,7 @@ class Request:
     out: Path
     schedule: Optional[str] = None
     checkpoint: Optional[Path] = None
+    model: Optional[str] = None  # an MLflow logged model: models:/<model id>
     sampler: Optional[str] = None
     steps: Optional[int] = None
     eta: Optional[float] = None
@@ -46,8 +47,53 @@ class Request:
     seed: Optional[int] = None
 
 
+class Exported(torch.nn.Module):
+    """An MLflow logged model (torch.export's graph of ``forward(x, t[, y])``) as the samplers call a U-Net."""
+
+    def __init__(self, graph: torch.nn.Module, num_classes: int):
+        super().__init__()
+        self.graph, self.num_classes = graph, num_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        t = t.long().expand(x.shape[0])
+        if not self.num_classes:
+            return self.graph(x, t)
+        y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device) if y is None else y
+        return self.graph(x, t, y)
+
+
+def _logged_model(cfg: StudyConfig, uri: str, device: torch.device):
+    """The network of an MLflow logged model and, from its params (its training lineage), its diffusion and image shape."""
+    import mlflow.pytorch
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from .. import tracking
+
+    store = tracking.tracking_uri(cfg)
+    if not uri.startswith("models:/"):
+        raise ConfigError(f"--model: invalid value {uri!r}; expected models:/<model id> (the experiment's Models tab)")
+    try:
+        p = MlflowClient(store).get_logged_model(uri.removeprefix("models:/")).params
+        import mlflow
+
+        mlflow.set_tracking_uri(store)
+        graph = mlflow.pytorch.load_model(uri, map_location=device)
+    except MlflowException as err:
+        raise ConfigError(f"--model: {uri} cannot be loaded from {store} ({' '.join(str(err).split())[:200]})") from None
+    name = p["schedule"]
+    prefix = f"schedules.{name}."
+    betas = get_betas(name, int(p["diffusion.timesteps"]),
+                      **{k[len(prefix):]: float(v) for k, v in p.items() if k.startswith(prefix)})
+    channels, size = IMAGE_SHAPES[p["data.dataset"]]
+    return Exported(graph, int(p["model.num_classes"])), GaussianDiffusion(betas), (channels, size, size)
+
+
 def _model(cfg: StudyConfig, r: Request, device: torch.device) -> tuple[torch.nn.Module, GaussianDiffusion, tuple[int, int, int]]:
-    """The EMA model, its diffusion and image shape: of ``r.checkpoint`` as it describes itself, else the current params'."""
+    """The EMA model, its diffusion and image shape: of ``r.checkpoint`` or ``r.model`` as it describes itself,
+    else the current params'."""
+    if r.model is not None:
+        return _logged_model(cfg, r.model, device)
     if r.checkpoint is None:
         if r.schedule not in cfg.schedules:
             raise ConfigError(f"--schedule: invalid value {r.schedule!r}; expected one of {', '.join(cfg.schedules)}")
@@ -98,7 +144,7 @@ def generate(cfg: StudyConfig, r: Request) -> torch.Tensor:
               sampling.class_labels(n, model.num_classes) if r.label is None else torch.full((n,), r.label))
     spaced = diffusion.respace(steps)
     with progress() as bar:
-        task = bar.add_task(f"generate {r.schedule or r.checkpoint}", total=-(-n // batch) * steps,
+        task = bar.add_task(f"generate {r.schedule or r.checkpoint or r.model}", total=-(-n // batch) * steps,
                             info=f"{sampler}, {steps} steps")
         out = sampling.generate(model, spaced, num_images=n, batch_size=batch, image_shape=shape,
                                 seed=cfg.seed if r.seed is None else r.seed, device=device, sampler=sampler, eta=eta,
