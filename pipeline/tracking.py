@@ -205,9 +205,9 @@ class ScheduleRun:
                                                       for n, a in zip(("x", "t", "y"), arrays)]))
             logged = self.client.create_logged_model(experiment_id, name=name, source_run_id=self.run_id,
                                                      params=_flatten(params))
-            mlflow.set_tracking_uri(self.client.tracking_uri)  # log_model goes through the fluent API's store
-            mlflow.pytorch.log_model(model, name=name, model_id=logged.model_id, signature=signature,
-                                     input_example=arrays, pip_requirements=[])
+            with fluent_store(self.client.tracking_uri):  # log_model goes through the fluent API's store
+                mlflow.pytorch.log_model(model, name=name, model_id=logged.model_id, signature=signature,
+                                         input_example=arrays, pip_requirements=[])
             for key, value in metrics.items():
                 self.client.log_metric(self.run_id, key, value, model_id=logged.model_id)
             self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
@@ -269,6 +269,25 @@ class ScheduleRun:
             console.print(f"[yellow]warning:[/] {err}; MLflow logging paused for {SUSPEND_S:.0f} s "
                           "(training goes on; DVC's metric files are complete and fill the run later)")
             return False
+
+
+@contextmanager
+def fluent_store(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (``mlflow.pytorch.log_model``/``load_model``) pointed at ``uri`` inside, and put back
+    after: ``mlflow.set_tracking_uri`` also sets ``$MLFLOW_TRACKING_URI``, which would outlive the call and
+    steer every later store lookup of the process (``tracking_uri`` reads that variable first)."""
+    import mlflow
+
+    before, variable = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if variable is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
 def _find_or_create(client, experiment_id: str, key: str, name: str, tags: dict[str, str]) -> tuple[str, bool]:

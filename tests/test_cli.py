@@ -251,7 +251,6 @@ def test_train_logs_the_ema_model_as_an_mlflow_model_that_generate_samples(proje
     schedule's run, with its training lineage as params and the final loss; it loads with
     `mlflow.pytorch.load_model` (pt2: no pickle), computes what the checkpoint's EMA network computes at any
     batch size, and `generate --model` samples it like the checkpoint. Recording again adds no second model."""
-    import mlflow
     import mlflow.pytorch
     import numpy as np
     import torch
@@ -265,8 +264,9 @@ def test_train_logs_the_ema_model_as_an_mlflow_model_that_generate_samples(proje
     (logged,) = client.search_logged_models(experiment_ids=[run.info.experiment_id])
     assert logged.source_run_id == run.info.run_id and logged.status.name == "READY"
     assert logged.params["schedule"] == "linear" and logged.params["train.steps"] == "8"
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    net = mlflow.pytorch.load_model(f"models:/{logged.model_id}")
+    with tracking.fluent_store(f"sqlite:///{project / 'mlflow.db'}"):
+        net = mlflow.pytorch.load_model(f"models:/{logged.model_id}")
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # neither log_model (the train stage) nor load_model leaked it
     ema = training.load_ema_model(training.load_checkpoint(Path("models/linear/checkpoint.pt")), torch.device("cpu"))
     x, t = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 10, 100, 500, 999])
     assert torch.allclose(net(x, t), ema(x, t), atol=1e-5)

@@ -7,6 +7,7 @@ only the retry test uses it), or the run's client pointed at a port where no ser
 """
 
 import dataclasses
+import os
 import socket
 import sqlite3
 import threading
@@ -215,6 +216,8 @@ def test_a_model_that_cannot_be_logged_is_a_warning_and_logging_goes_on(cfg, cap
         experiment = run.client.get_run(run.run_id).info.experiment_id
         assert not run.client.search_logged_models(experiment_ids=[experiment])
         run.log_model("linear", tiny, {"final_loss": 0.5})
+        # mlflow.set_tracking_uri sets $MLFLOW_TRACKING_URI: put back, or it would steer every later lookup.
+        assert "MLFLOW_TRACKING_URI" not in os.environ
         run.log_model("linear", broken, {"final_loss": 0.5})  # held: not built again
     assert len(calls) == 1 and run.client.get_run(run.run_id).data.metrics["after"] == 1.0
     (model,) = run.client.search_logged_models(experiment_ids=[experiment])

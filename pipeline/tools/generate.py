@@ -75,10 +75,8 @@ def _logged_model(cfg: StudyConfig, uri: str, device: torch.device):
         raise ConfigError(f"--model: invalid value {uri!r}; expected models:/<model id> (the experiment's Models tab)")
     try:
         p = MlflowClient(store).get_logged_model(uri.removeprefix("models:/")).params
-        import mlflow
-
-        mlflow.set_tracking_uri(store)
-        graph = mlflow.pytorch.load_model(uri, map_location=device)
+        with tracking.fluent_store(store):
+            graph = mlflow.pytorch.load_model(uri, map_location=device)
     except MlflowException as err:
         raise ConfigError(f"--model: {uri} cannot be loaded from {store} ({' '.join(str(err).split())[:200]})") from None
     name = p["schedule"]
