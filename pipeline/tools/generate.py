@@ -81,10 +81,15 @@ def _logged_model(cfg: StudyConfig, uri: str, device: torch.device):
         raise ConfigError(f"--model: {uri} cannot be loaded from {store} ({' '.join(str(err).split())[:200]})") from None
     name = p["schedule"]
     prefix = f"schedules.{name}."
-    betas = get_betas(name, int(p["diffusion.timesteps"]),
-                      **{k[len(prefix):]: float(v) for k, v in p.items() if k.startswith(prefix)})
-    channels, size = IMAGE_SHAPES[p["data.dataset"]]
-    return Exported(graph, int(p["model.num_classes"])), GaussianDiffusion(betas), (channels, size, size)
+    return (Exported(graph, int(p["model.num_classes"])),
+            *_described(name, int(p["diffusion.timesteps"]),
+                        {k[len(prefix):]: float(v) for k, v in p.items() if k.startswith(prefix)}, p["data.dataset"]))
+
+
+def _described(name: str, timesteps: int, schedule_params: dict[str, float], dataset: str) -> tuple[GaussianDiffusion, tuple[int, int, int]]:
+    """The diffusion and image shape a model's own lineage (a checkpoint's, a logged model's params) names."""
+    channels, size = IMAGE_SHAPES[dataset]
+    return GaussianDiffusion(get_betas(name, timesteps, **schedule_params)), (channels, size, size)
 
 
 def _model(cfg: StudyConfig, r: Request, device: torch.device) -> tuple[torch.nn.Module, GaussianDiffusion, tuple[int, int, int]]:
@@ -103,15 +108,12 @@ def _model(cfg: StudyConfig, r: Request, device: torch.device) -> tuple[torch.nn
         raise CheckpointError(f"{r.checkpoint}: unfinished (step {state['step']} of {lineage['train']['steps']}); "
                               "run `dvc repro` to finish training")
     name = lineage["schedule"]
-    betas = get_betas(name, lineage["diffusion"]["timesteps"], **lineage["schedules"][name])
-    channels, size = IMAGE_SHAPES[lineage["data"]["dataset"]]
-    return training.load_ema_model(state, device), GaussianDiffusion(betas), (channels, size, size)
+    return (training.load_ema_model(state, device),
+            *_described(name, lineage["diffusion"]["timesteps"], lineage["schedules"][name], lineage["data"]["dataset"]))
 
 
 def _check(r: Request, T: int, num_classes: int) -> None:
     """Bad options are one line naming the option and what it accepts, before any sampling."""
-    if r.out.suffix not in OUT_SUFFIXES:
-        raise ConfigError(f"--out: invalid value '{r.out}'; expected a file ending in {' or '.join(OUT_SUFFIXES)}")
     if r.sampler is not None and r.sampler not in SAMPLERS:
         raise ConfigError(f"--sampler: invalid value {r.sampler!r}; expected one of {', '.join(SAMPLERS)}")
     if r.steps is not None and not 1 <= r.steps <= T:
@@ -129,9 +131,9 @@ def _check(r: Request, T: int, num_classes: int) -> None:
 
 def generate(cfg: StudyConfig, r: Request) -> torch.Tensor:
     """uint8 images [N, C, H, W] as ``r`` asks, written to ``r.out``."""
-    device = resolve_device(cfg.device)
     if r.out.suffix not in OUT_SUFFIXES:  # before loading anything
-        _check(r, 1, 0)
+        raise ConfigError(f"--out: invalid value '{r.out}'; expected a file ending in {' or '.join(OUT_SUFFIXES)}")
+    device = resolve_device(cfg.device)
     model, diffusion, shape = _model(cfg, r, device)
     _check(r, diffusion.num_timesteps, model.num_classes)
     s = cfg.sample
