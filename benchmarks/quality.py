@@ -97,7 +97,7 @@ def ours(cfg: StudyConfig, s: Setting, peer_size: bool) -> Callable[[int], Sampl
     model_cfg = cfg.model
     if peer_size:
         model_cfg = dataclasses.replace(model_cfg, base_channels=32, num_res_blocks=2)
-    diffusion = GaussianDiffusion(cfg.betas(SCHEDULE))
+    diffusion = cfg.gaussian_diffusion(SCHEDULE)
     spaced = diffusion.respace(s.calls)
 
     def fit(steps: int) -> Sampler:

@@ -10,12 +10,13 @@ from typing import Any, Optional
 import torch
 
 from ddpm_study import training
-from ddpm_study.config import IMAGE_SHAPES, StudyConfig
+from ddpm_study.config import StudyConfig, image_shape_of
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.errors import CheckpointError, ConfigError
 
 from . import lineage, outputs, params
 from .console import progress
+from .lineage import other_devices
 
 
 def training_images(cfg: StudyConfig) -> torch.Tensor:
@@ -42,9 +43,10 @@ def fit(cfg: StudyConfig, name: str, *, seed: int, steps: int, lineage: dict[str
     with progress() as bar:
         task = bar.add_task(label, total=steps, info="")
         return training.train(
-            schedule=name, diffusion=GaussianDiffusion(cfg.betas(name)), images=images, model_cfg=cfg.model,
+            schedule=name, diffusion=cfg.gaussian_diffusion(name), images=images, model_cfg=cfg.model,
             train_cfg=replace(cfg.train, steps=steps), seed=seed, lineage=lineage, device=device,
-            checkpoint_path=checkpoint, on_step=lambda step: bar.update(task, completed=step),
+            checkpoint_path=checkpoint, other_devices=other_devices(lineage, cfg.train.precision),
+            on_step=lambda step: bar.update(task, completed=step),
             on_log=lambda row: bar.update(task, completed=row["step"], info=f"loss {row['loss']:.4f}"),
         )
 
@@ -66,7 +68,7 @@ def load(cfg: StudyConfig, name: str, device: torch.device) -> tuple[torch.nn.Mo
     with params.unrecorded():  # whether the checkpoint is current; the model itself is the `models` dep
         run_lineage, steps = lineage.training(cfg, name), cfg.train.steps
     model = load_finished(outputs.checkpoint(name), cfg, run_lineage, steps, device)
-    return model, GaussianDiffusion(cfg.betas(name))
+    return model, cfg.gaussian_diffusion(name)
 
 
 def load_seed(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> torch.nn.Module:
@@ -87,7 +89,8 @@ def logged_model(path: Path) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...],
     what an MLflow logged model of it holds (``tracking.ScheduleRun.log_model``), enough to sample it (``generate``)."""
     state = training.load_checkpoint(path)
     model = training.load_ema_model(state, torch.device("cpu"))
-    channels, size = IMAGE_SHAPES[state["lineage"]["data"]["dataset"]]
+    d = state["lineage"]["data"]
+    channels, size = image_shape_of(d["dataset"], d.get("image_size", 0), d.get("channels", 0))
     example = (torch.zeros(2, channels, size, size), torch.tensor([0, 1]))
     if model.num_classes:
         example += (torch.tensor([0, model.num_classes]),)  # a class and the null class

@@ -1,15 +1,22 @@
 """What a run depends on, built in this one place.
 
 - ``training(cfg, name)``: every parameter a trained model depends on (``train.precision`` as it
-  resolves on this machine), plus the training code's fingerprint. A checkpoint resumes only under the same training lineage, so changing training
+  resolves on this machine, the device type it trains on, and ``reproducible`` where it matters: on
+  CUDA), plus the training code's fingerprint. A checkpoint resumes only under the same training lineage, so changing training
   code retrains from scratch (DVC reruns `train` when that code changes; a persisted checkpoint
   must not then be taken as finished).
 - ``schedule(cfg, name)``: everything one schedule's outputs depend on; an MLflow schedule run is
   reused only for the same schedule lineage.
 - ``execution(cfg)``: the whole configuration; an MLflow execution (parent) run per value.
 
-The code fingerprint hashes the library files the `train` stage runs (``stage_graph.stage_code``):
-the same files ``dvc.yaml`` lists as `train`'s library deps.
+The code fingerprint hashes the library files the training loop runs: the import closure
+(``stage_graph.closure``) of ``ddpm_study/training.py`` and of ``schedules.py`` (the betas' code;
+their parameters are in the lineage as values). The config module (``config.py``) and the sampler
+registry are outside it: the training loop reads only ``hparams.py``'s sections, and values, not
+the code that checks them, are what a model depends on; so a new sampler or sampling/evaluation
+parameter retrains nothing. These files are among those ``dvc.yaml`` lists as `train`'s deps
+(which also hold the config and the pipeline's own code: DVC reruns `train` for them, and `train`
+finds its finished checkpoints current).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from ddpm_study.config import StudyConfig, fingerprint
 from ddpm_study.runtime import resolve_device, resolve_precision
 
 from . import params
-from .stage_graph import ROOT, stage_code
+from .stage_graph import ROOT, closure, packages
 
 # Where the data files came from does not change the prepared arrays (DVC tracks their content).
 _DATA_SOURCE_KEYS = ("source_dir", "download")
@@ -30,8 +37,10 @@ _DATA_SOURCE_KEYS = ("source_dir", "download")
 
 @cache
 def training_code() -> tuple[str, ...]:
-    """The library files (relative paths) whose content a trained model depends on."""
-    return tuple(f for f in stage_code("train") if f.startswith("src/"))
+    """The library files (relative paths, sorted) whose content a trained model depends on."""
+    lib = packages(ROOT)["ddpm_study"]
+    files = closure([lib / "training.py", lib / "schedules.py"])
+    return tuple(sorted(p.relative_to(ROOT).as_posix() for p in files))
 
 
 @cache
@@ -66,21 +75,43 @@ def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
         d["data"] = {k: v for k, v in d["data"].items() if k not in _DATA_SOURCE_KEYS}
         # The arithmetic that actually runs: bf16 asked for on a device without native bf16 trains in fp32,
         # and such a checkpoint must not pass for (or resume as) a bf16 one.
-        d["train"]["precision"] = resolve_precision(cfg.train.precision, resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        d["train"]["precision"] = resolve_precision(cfg.train.precision, device)
+        # A checkpoint's generator states are of its device's kind, so resuming needs the same device type;
+        # and the CPU is deterministic whatever `reproducible` says.
+        d["device"] = device.type
+        d["reproducible"] = cfg.reproducible or device.type == "cpu"
     params.note_read(d)  # what a checkpoint's fingerprint depends on
     return d
+
+
+def _variants(d: dict[str, Any], requested_precision: str) -> dict[str, str]:
+    """Fingerprint -> device type of lineage ``d`` as it resolves on every kind of machine."""
+    precisions = ("bf16", "fp32") if requested_precision == "bf16" else ("fp32",)
+    out = {}
+    for device in ("cpu", "cuda"):
+        for precision in precisions:
+            for reproducible in ((True,) if device == "cpu" else (True, False)):
+                v = {**d, "device": device, "reproducible": reproducible, "train": {**d["train"], "precision": precision}}
+                out[fingerprint(v)] = device
+    return out
 
 
 def finished_fingerprints(d: dict[str, Any], requested_precision: str) -> set[str]:
     """The fingerprints a finished model of training lineage ``d`` may carry when a later stage loads it.
 
-    ``d`` holds ``train.precision`` as it resolves on *this* machine, which is what resuming needs. A
-    finished model is another matter: bf16 asked for trains in fp32 on a machine without native bf16,
-    and a model trained on either kind of machine (pulled from a DVC remote, say) serves sampling
-    and evaluation on any machine.
+    ``d`` holds what resuming needs: ``train.precision`` as it resolves on *this* machine and this
+    machine's device type. A finished model is another matter: bf16 asked for trains in fp32 on a
+    machine without native bf16, and a model trained on any kind of machine (pulled from a DVC
+    remote, say) serves sampling and evaluation on any machine.
     """
-    precisions = ("bf16", "fp32") if requested_precision == "bf16" else ("fp32",)
-    return {fingerprint({**d, "train": {**d["train"], "precision": p}}) for p in precisions}
+    return set(_variants(d, requested_precision))
+
+
+def other_devices(d: dict[str, Any], requested_precision: str) -> frozenset[str]:
+    """The fingerprints lineage ``d`` carries when trained on another device type: such a checkpoint
+    is used when finished and refused (not overwritten) when not (``training.train``)."""
+    return frozenset(f for f, device in _variants(d, requested_precision).items() if device != d["device"])
 
 
 def longer(cfg: StudyConfig, name: str, steps: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import torch
 
 from ddpm_study import baselines, data, metrics, sampling, uncertainty
 from ddpm_study.config import StudyConfig
+from ddpm_study.runtime import resolve_device
 
 from . import outputs
 from .outputs import Pair, PerClass, Scores, ScoreTable
@@ -46,8 +47,9 @@ class Jackknifed(Generic[K]):
 
 
 def jackknifed(cfg: StudyConfig, generated: Mapping[K, np.ndarray], reference: np.ndarray, stream: int) -> Jackknifed[K]:
-    replicates = uncertainty.jackknife_fid(reference, generated, cfg.evaluate.jackknife_groups, (cfg.seed, stream))
-    return Jackknifed({k: uncertainty.frechet_distance(f, reference) for k, f in generated.items()}, replicates)
+    points, replicates = uncertainty.jackknife(reference, generated, cfg.evaluate.jackknife_groups, (cfg.seed, stream),
+                                               device=resolve_device(cfg.device))
+    return Jackknifed(points, replicates)
 
 
 def _scores(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, jack: Jackknifed[str]) -> dict[str, Scores]:

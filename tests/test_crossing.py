@@ -6,6 +6,7 @@ import torch
 
 from ddpm_study.crossing import crossed, matched_timesteps
 from ddpm_study.diffusion import GaussianDiffusion, spaced_timesteps
+from ddpm_study.samplers import sample_loop
 from ddpm_study.schedules import SCHEDULES, get_betas
 
 
@@ -41,8 +42,8 @@ def test_crossed_sampler_with_one_schedule_is_the_ordinary_sampler():
     spaced = d.respace(10)
     model = lambda x, t: 0.3 * x + 1e-3 * t.reshape(-1, 1, 1, 1).float()  # noqa: E731  (sees the timestep)
     x_T = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    ordinary, _ = spaced.sample_loop(model, x_T, torch.Generator().manual_seed(1))
+    ordinary, _ = sample_loop(spaced, model, x_T, torch.Generator().manual_seed(1))
     wrapped, runner, t, clamped = crossed(model, d, spaced)
-    ours, _ = runner.sample_loop(wrapped, x_T, torch.Generator().manual_seed(1))
+    ours, _ = sample_loop(runner, wrapped, x_T, torch.Generator().manual_seed(1))
     torch.testing.assert_close(ours, ordinary, atol=1e-5, rtol=0)
     assert not clamped.any() and list(np.round(t)) == list(spaced.timestep_map.numpy())

@@ -17,6 +17,7 @@ from conftest import tiny_params
 from ddpm_study import training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
+from ddpm_study.samplers import sample_loop
 from pipeline import lineage
 
 
@@ -41,7 +42,7 @@ def test_ddim_matches_diffusers(trained, schedule, steps, eta):
     spaced = GaussianDiffusion(cfg.betas(schedule)).respace(steps)
     gaps = np.diff(spaced.timestep_map.numpy())
     x_T = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    ours, _ = spaced.sample_loop(model, x_T, torch.Generator().manual_seed(2), sampler="ddim", eta=eta)
+    ours, _ = sample_loop(spaced, model, x_T, torch.Generator().manual_seed(2), sampler="ddim", eta=eta)
     theirs = diffusers_ddim(model, spaced, x_T, torch.Generator().manual_seed(2), eta)
     assert (ours - theirs).abs().max() < 1e-3  # float32 round-off; a pixel level is 2/255 = 8e-3
     assert ours.abs().max() <= 1 and ours.std() > 0.05  # real images in range, not a constant
@@ -54,6 +55,6 @@ def test_diffusers_default_raw_eps_is_another_sampler(trained):
     cfg, model = trained
     spaced = GaussianDiffusion(cfg.betas("linear")).respace(10)
     x_T = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    ours, _ = spaced.sample_loop(model, x_T, torch.Generator().manual_seed(2), sampler="ddim", eta=0.0)
+    ours, _ = sample_loop(spaced, model, x_T, torch.Generator().manual_seed(2), sampler="ddim", eta=0.0)
     raw = diffusers_ddim(model, spaced, x_T, torch.Generator().manual_seed(2), 0.0, rederive=False)
     assert (ours - raw).abs().max() > 0.1

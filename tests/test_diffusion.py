@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ddpm_study.diffusion import GaussianDiffusion, spaced_timesteps
+from ddpm_study.samplers import sample_loop
 from ddpm_study.schedules import get_betas
 
 
@@ -133,14 +134,14 @@ def test_ddim_loop_with_eta_matches_eq_12_step_by_step(diffusion):
     spaced = diffusion.respace(4)
     ts = list(spaced.timestep_map.numpy())  # training timesteps 0, 333, 666, 999
     x_T = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(1))
-    out, _ = spaced.sample_loop(dummy_model, x_T, torch.Generator().manual_seed(2), sampler="ddim", eta=0.5)
+    out, _ = sample_loop(spaced, dummy_model, x_T, torch.Generator().manual_seed(2), sampler="ddim", eta=0.5)
     gen = torch.Generator().manual_seed(2)
     x = x_T.double().numpy()
     for k in reversed(range(4)):
         z = torch.randn(x_T.shape, generator=gen).double().numpy()
         x = ddim_step(x, ts[k], ts[k - 1] if k else -1, z, eta=0.5)
     np.testing.assert_allclose(out.numpy(), x, atol=1e-5, rtol=0)
-    noiseless, _ = spaced.sample_loop(dummy_model, x_T, torch.Generator().manual_seed(3), sampler="ddim", eta=0.0)
+    noiseless, _ = sample_loop(spaced, dummy_model, x_T, torch.Generator().manual_seed(3), sampler="ddim", eta=0.0)
     assert not torch.allclose(out, noiseless)  # eta > 0 does add noise
 
 
@@ -194,7 +195,7 @@ def test_single_step_process_returns_the_clipped_x0_prediction(diffusion, sample
     """With one step (t = T - 1 only) alpha_bar_prev = 1: both samplers return clip(x0_hat(x_T)), noise-free."""
     x_T = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(0))
     model = lambda x, t: 0.99 * x  # noqa: E731  (x0_hat ~ 1.6 x_T: some pixels clipped, some not)
-    x, _ = diffusion.respace(1).sample_loop(model, x_T, torch.Generator().manual_seed(0), sampler=sampler, eta=1.0)
+    x, _ = sample_loop(diffusion.respace(1), model, x_T, torch.Generator().manual_seed(0), sampler=sampler, eta=1.0)
     expected = clipped_x0(x_T.double().numpy(), 999, 0.99 * x_T.double().numpy())
     np.testing.assert_allclose(x.numpy(), expected, atol=1e-5, rtol=0)
     assert (x.abs() == 1).any() and (x.abs() < 1).any()
@@ -221,7 +222,7 @@ def test_respacing_keeps_alphas_cumprod(diffusion):
 def test_model_sees_training_timesteps_when_respaced(diffusion):
     seen = []
     spaced = diffusion.respace(5)
-    spaced.sample_loop(lambda x, t: (seen.append(t[0].item()), torch.zeros_like(x))[1], torch.zeros(1, 1, 2, 2),
+    sample_loop(spaced, lambda x, t: (seen.append(t[0].item()), torch.zeros_like(x))[1], torch.zeros(1, 1, 2, 2),
                        torch.Generator().manual_seed(0))
     assert seen == [999, 749, 500, 250, 0]
 
@@ -229,8 +230,8 @@ def test_model_sees_training_timesteps_when_respaced(diffusion):
 def test_sample_loop_reproducible_and_records_frames(diffusion):
     spaced = diffusion.respace(10)
     x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(3))
-    a, frames = spaced.sample_loop(dummy_model, x_T, torch.Generator().manual_seed(5), record_every=5)
-    b, _ = spaced.sample_loop(dummy_model, x_T, torch.Generator().manual_seed(5))
+    a, frames = sample_loop(spaced, dummy_model, x_T, torch.Generator().manual_seed(5), record_every=5)
+    b, _ = sample_loop(spaced, dummy_model, x_T, torch.Generator().manual_seed(5))
     torch.testing.assert_close(a, b)
     assert len(frames) == 3  # x_T, after 5 steps, after 10 steps
     torch.testing.assert_close(frames[-1], a)

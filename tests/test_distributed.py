@@ -35,7 +35,7 @@ from ddpm_study.diffusion import GaussianDiffusion
 out, device = Path(sys.argv[1]), torch.device(sys.argv[2])
 images = torch.randint(0, 256, (256, 1, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 model = ModelConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_heads=2, norm_groups=4,
-                    dropout=0.0, num_classes=0, class_embedding="multiply")
+                    dropout=0.0, num_classes=0, class_embedding="multiply", prediction="eps")
 train = TrainConfig(steps=12, batch_size=16, lr=1e-3, weight_decay=0.0, warmup_steps=2, grad_clip=1.0, ema_decay=0.9,
                     log_every=2, checkpoint_every=4, loss_buckets=4, cond_drop_prob=0.1, processes=1, precision="fp32")
 betas = torch.linspace(1e-4, 0.02, 100, dtype=torch.float64).numpy()

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_study.diffusion import SAMPLERS, GaussianDiffusion
+from ddpm_study.diffusion import GaussianDiffusion
+from ddpm_study.samplers import SAMPLERS, model_calls, sample_loop
 from ddpm_study.schedules import get_betas
 
 MU = torch.tensor([0.3, -0.2, 0.0]).reshape(1, 3, 1, 1)
@@ -36,7 +37,7 @@ def run(sampler: str, steps: int, n: int = 100_000, seed: int = 0) -> tuple[torc
     spaced = FULL.respace(steps)
     gen = torch.Generator().manual_seed(seed)
     x_T = torch.randn((n, 3, 1, 1), generator=gen)
-    x_0, _ = spaced.sample_loop(exact_eps(FULL), x_T, gen, sampler=sampler)
+    x_0, _ = sample_loop(spaced, exact_eps(FULL), x_T, gen, sampler=sampler)
     return x_T, x_0, spaced
 
 
@@ -90,11 +91,11 @@ def test_ode_sampler_is_deterministic_and_uses_two_model_calls_per_step_but_the_
 
     spaced = FULL.respace(7)
     x_T = torch.randn((4, 3, 1, 1), generator=torch.Generator().manual_seed(1))
-    a, _ = spaced.sample_loop(counting, x_T, torch.Generator().manual_seed(2), sampler="ode")
-    b, _ = spaced.sample_loop(counting, x_T, torch.Generator().manual_seed(3), sampler="ode")
+    a, _ = sample_loop(spaced, counting, x_T, torch.Generator().manual_seed(2), sampler="ode")
+    b, _ = sample_loop(spaced, counting, x_T, torch.Generator().manual_seed(3), sampler="ode")
     assert torch.equal(a, b)
-    assert len(calls) == 2 * spaced.model_calls("ode") == 2 * 13
-    assert spaced.model_calls("ddpm") == spaced.model_calls("sde") == 7
+    assert len(calls) == 2 * model_calls("ode", spaced.num_timesteps) == 2 * 13
+    assert model_calls("ddpm", spaced.num_timesteps) == model_calls("sde", spaced.num_timesteps) == 7
 
 
 def test_heuns_first_stage_is_ddim():
@@ -103,7 +104,7 @@ def test_heuns_first_stage_is_ddim():
     x = 0.2 * torch.randn((8, 3, 1, 1), generator=torch.Generator().manual_seed(0))  # DDIM's x_0 clip stays idle
     t = torch.zeros(8, dtype=torch.long)
     noise = torch.zeros_like(x)
-    ode = spaced.ode_sample(exact_eps(FULL), x, t, noise)["sample"]
+    ode = spaced.ode_sample(exact_eps(FULL), x, t, noise, 0)["sample"]
     ddim = spaced.ddim_sample(exact_eps(FULL), x, t, noise, eta=0.0)["sample"]
     torch.testing.assert_close(ode, ddim, rtol=0, atol=1e-5)
 
@@ -136,7 +137,7 @@ def test_euler_maruyama_and_ancestral_sampling_follow_the_same_path_from_the_sam
     gaps = []
     for k in (100, 1000):
         spaced = FULL.respace(k)
-        out = {s: spaced.sample_loop(exact_eps(FULL), x_T, torch.Generator().manual_seed(9), sampler=s)[0]
+        out = {s: sample_loop(spaced, exact_eps(FULL), x_T, torch.Generator().manual_seed(9), sampler=s)[0]
                for s in ("ddpm", "sde")}
         gaps.append((out["ddpm"] - out["sde"]).abs().mean().item())
     assert gaps[1] < 0.01 and gaps[0] > 5 * gaps[1], gaps

@@ -206,7 +206,7 @@ def test_a_model_that_cannot_be_logged_is_a_warning_and_logging_goes_on(cfg, cap
         raise RuntimeError("cannot export")
 
     def tiny():
-        net = build_model(ModelConfig(8, (1, 2), 1, 2, 4, 0.0, 0, "multiply"), 1).eval()
+        net = build_model(ModelConfig(8, (1, 2), 1, 2, 4, 0.0, 0, "multiply", "eps"), 1).eval()
         return net, (torch.zeros(2, 1, 28, 28), torch.tensor([0, 1])), {"schedule": "linear"}
 
     with tracking.schedule_run(cfg, "linear") as run:

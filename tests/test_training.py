@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import sys
 
 import pytest
 import torch
@@ -246,3 +247,152 @@ def test_a_finished_model_serves_later_stages_whichever_precision_bf16_resolved_
         training.train(**kw16, checkpoint_path=tmp_path / "bf16.pt")
         with pytest.raises(training.CheckpointError, match="other parameters or code"):
             checkpoints.load_finished(tmp_path / "bf16.pt", cfg32, lineage.training(cfg32, "cosine"), 8, cpu)
+
+
+# --- the GPU path, checked on the CPU (issue 27) -------------------------------------------------------
+class HostTraffic(torch.overrides.TorchFunctionMode):
+    """Counts, per training step, what on a GPU is a host-device synchronisation or copy in the project's
+    own code: reading a tensor's value on the host (``item``, ``bool``, ``int``, ``float``, ``tolist``) and
+    every ``Tensor.to``/``cuda``/``cpu`` call (on the CPU these cost nothing, so count the calls: each is a
+    copy on a GPU). Calls made by PyTorch itself (the optimizer reads its CPU step counters, say) are not
+    counted: tests/test_gpu.py checks the whole step under ``torch.cuda.set_sync_debug_mode("error")``."""
+
+    READS = {torch.Tensor.item, torch.Tensor.__bool__, torch.Tensor.__int__, torch.Tensor.__float__, torch.Tensor.tolist}
+    MOVES = {torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.cpu}
+
+    def __init__(self):
+        super().__init__()
+        self.per_step, self.current = [], {"reads": 0, "moves": 0}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if not _called_from_the_library():
+            return func(*args, **(kwargs or {}))
+        if func in self.READS:
+            self.current["reads"] += 1
+        elif func in self.MOVES and not (func is torch.Tensor.to and _dtype_only(args, kwargs or {})):
+            self.current["moves"] += 1
+        return func(*args, **(kwargs or {}))
+
+    def step_done(self, step):
+        self.per_step.append((step, self.current))
+        self.current = {"reads": 0, "moves": 0}
+
+
+def _called_from_the_library() -> bool:
+    """Whether the Python frame that made this torch call is in ``src/ddpm_study`` (not in torch's own code)."""
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_code.co_filename == __file__ or frame.f_code.co_filename.endswith(
+            f"torch{os.sep}overrides.py")):
+        frame = frame.f_back
+    return frame is not None and f"{os.sep}ddpm_study{os.sep}" in frame.f_code.co_filename
+
+
+def _dtype_only(args, kwargs) -> bool:
+    """``x.to(torch.float32)``: a cast on the tensor's own device, no transfer."""
+    rest = list(args[1:]) + list(kwargs.values())
+    return bool(rest) and all(isinstance(a, (torch.dtype, bool)) for a in rest)
+
+
+def test_a_training_step_reads_nothing_back_and_copies_nothing_to_the_device(tmp_path):
+    """Between log steps a step must not wait for the device (no value read on the host) nor copy anything
+    host-to-device (the images, the epoch's order and the coefficient tables are on the device already).
+    Today's code before issue 27 did both: two finiteness checks read back per step, three table copies."""
+    _, kw = setup(tmp_path, steps=12, log_every=6, checkpoint_every=6)
+    traffic = HostTraffic()
+    with traffic:
+        training.train(**kw, checkpoint_path=tmp_path / "c.pt", on_step=traffic.step_done)
+    # The count for step s covers the work after step s - 1's callback: step s itself, plus step s - 1's
+    # logging when s - 1 was a log step.
+    quiet = [(s, c) for s, c in traffic.per_step if s not in (1, 7)]  # after log step 6: its row, its checkpoint
+    assert len(quiet) == 10
+    per_epoch = 64 // 16  # the first step of an epoch copies that epoch's order to the device: once per epoch
+    expected = {s: {"reads": 0, "moves": int((s - 1) % per_epoch == 0)} for s, _ in quiet}
+    assert {s: c for s, c in quiet} == expected
+
+
+def test_sampling_steps_read_nothing_back_and_copy_nothing(tmp_path):
+    """Every sampler's step runs without a host read or a copy (the ODE used to read ``t.min()`` per step)."""
+    from ddpm_study.samplers import SAMPLERS, sample_loop
+
+    spaced = GaussianDiffusion(get_betas("cosine", 1000, s=0.008, max_beta=0.999)).respace(6)
+    model = lambda x, t: 0.1 * x + 1e-4 * t.float().reshape(-1, 1, 1, 1)  # noqa: E731
+    for sampler in SAMPLERS:
+        traffic = HostTraffic()
+        x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+        spaced._on(x_T.device)  # the one copy of the tables, made before the loop
+        with traffic:
+            sample_loop(spaced, model, x_T, torch.Generator().manual_seed(1), sampler=sampler,
+                        on_step=traffic.step_done)
+        assert all(c == {"reads": 0, "moves": 0} for _, c in traffic.per_step), (sampler, traffic.per_step)
+
+
+def test_the_fused_ema_is_the_per_parameter_lerp_bit_for_bit():
+    a = training.build_model(StudyConfig.from_dict(tiny_params()).model, 1)
+    b = training.build_model(StudyConfig.from_dict(tiny_params()).model, 1)
+    ema = {n: p.detach().clone() for n, p in a.named_parameters()}
+    training.ema_update(a, b, 0.995)
+    for n, p in b.named_parameters():
+        assert torch.equal(dict(a.named_parameters())[n], ema[n].lerp(p.detach(), 1 - 0.995))
+
+
+def test_device_batches_are_batch_indices():
+    batches = training.DeviceBatches(50, 16, seed=3, device=torch.device("cpu"))
+    for step in range(10):  # three per epoch: four epochs' orders
+        assert torch.equal(batches(step), training.batch_indices(50, 16, step, 3))
+
+
+def _other_device_checkpoint(tmp_path, kw, cfg, step_of: int):
+    """A checkpoint of this lineage as a GPU run writes it: its lineage says cuda, its noise generator
+    state is a CUDA generator's (16 bytes: seed and offset, where a CPU generator's is 5,056)."""
+    path = tmp_path / "c.pt"
+    training.train(**{**kw, "train_cfg": type(cfg.train)(**{**cfg.train.__dict__, "steps": step_of})},
+                   checkpoint_path=path)
+    state = training.load_checkpoint(path)
+    gpu_lineage = {**state["lineage"], "device": "cuda", "reproducible": True}
+    state["lineage"], state["lineage_fingerprint"] = gpu_lineage, lineage.fingerprint(gpu_lineage)
+    state["rng"]["noise"] = torch.zeros(16, dtype=torch.uint8)
+    torch.save(state, path)
+    return path
+
+
+def test_an_unfinished_gpu_checkpoint_is_refused_on_the_cpu_and_kept(tmp_path):
+    cfg, kw = setup(tmp_path)
+    run = kw["lineage"]
+    assert run["device"] == "cpu"
+    path = _other_device_checkpoint(tmp_path, {**kw, "lineage": {**run, "train": {**run["train"], "steps": 8}}}, cfg, 4)
+    before = path.read_bytes()
+    with pytest.raises(training.CheckpointError, match=r"step 4 of 8\) trained on cuda cannot resume on cpu"):
+        training.train(**kw, checkpoint_path=path, other_devices=lineage.other_devices(run, cfg.train.precision))
+    assert path.read_bytes() == before  # nothing lost
+
+
+def test_a_finished_gpu_checkpoint_serves_on_the_cpu_without_restoring_its_generators(tmp_path):
+    """The state of the wrong size used to be restored before the finished check: a raw RuntimeError."""
+    cfg, kw = setup(tmp_path)
+    run = kw["lineage"]
+    path = _other_device_checkpoint(tmp_path, kw, cfg, 8)
+    got = training.train(**kw, checkpoint_path=path, other_devices=lineage.other_devices(run, cfg.train.precision),
+                         on_step=kill_at(1))  # would raise if it trained
+    assert got.resumed_from == 8 and got.state["lineage"]["device"] == "cuda"
+    # and a later stage on this CPU accepts it as finished
+    assert got.state["lineage_fingerprint"] in lineage.finished_fingerprints(run, cfg.train.precision)
+
+
+def test_a_cpu_checkpoint_on_a_gpu_box_is_refused_the_same_way(tmp_path, monkeypatch):
+    """The other direction, without a GPU: the lineage as a CUDA machine resolves it (device cuda), the
+    checkpoint a CPU run wrote."""
+    cfg, kw = setup(tmp_path, steps=8)
+    path = tmp_path / "c.pt"
+    training.train(**{**kw, "train_cfg": type(cfg.train)(**{**cfg.train.__dict__, "steps": 4}),
+                      "lineage": {**kw["lineage"], "train": {**kw["lineage"]["train"], "steps": 8}}}, checkpoint_path=path)
+    gpu_run = {**kw["lineage"], "device": "cuda", "reproducible": True}
+    with pytest.raises(training.CheckpointError, match=r"step 4 of 8\) trained on cpu cannot resume on cuda"):
+        training.train(**{**kw, "lineage": gpu_run}, checkpoint_path=path,
+                       other_devices=lineage.other_devices(gpu_run, cfg.train.precision))
+
+
+def test_rank_states_are_saved_per_rank_and_rank_zeros_is_the_global_one(tmp_path):
+    _, kw = setup(tmp_path)
+    training.train(**kw, checkpoint_path=tmp_path / "c.pt")
+    rng = training.load_checkpoint(tmp_path / "c.pt")["rng"]
+    assert len(rng["ranks"]) == 1 and torch.equal(rng["ranks"][0]["torch"], rng["global"]["torch"])

@@ -8,7 +8,7 @@ import torch
 
 from ddpm_study import metrics
 from ddpm_study.config import StudyConfig
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import outputs, records, scoring, tracking
 from ..console import console
@@ -16,7 +16,7 @@ from ..console import console
 
 def run(cfg: StudyConfig, params: Path) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     ref = outputs.read_reference()
     generated = {}
     for name in cfg.schedule:

@@ -13,14 +13,14 @@ import torch
 
 from ddpm_study import data, metrics
 from ddpm_study.config import StudyConfig
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import outputs
 from ..console import console
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     n = cfg.sample.num_images
     images = outputs.read_prepared("train_images")
     idx_ref, idx_floor = data.real_splits(len(images), n, cfg.seed)

@@ -10,7 +10,7 @@ import torch
 
 from ddpm_study import sampling
 from ddpm_study.config import StudyConfig
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import checkpoints, outputs, records, tracking
 from ..console import progress
@@ -20,7 +20,7 @@ FORWARD_ROWS, FORWARD_COLUMNS = 4, 10
 
 def run(cfg: StudyConfig, params: Path) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     s = cfg.sample
     real = torch.from_numpy(outputs.read_prepared("test_images")[:FORWARD_ROWS])
     for name in cfg.schedule:

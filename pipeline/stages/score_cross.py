@@ -16,7 +16,7 @@ from ddpm_study import crossing, metrics, replication, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import checkpoints, extended_params, outputs, scoring
 from ..console import console
@@ -24,11 +24,11 @@ from ..console import console
 
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     sw, names = cfg.sweep, list(cfg.schedule)
     reference = outputs.read_reference().reference
     models = {a: checkpoints.load(cfg, a, device) for a in names}
-    processes = {b: GaussianDiffusion(cfg.betas(b)) for b in names}
+    processes = {b: cfg.gaussian_diffusion(b) for b in names}
     baseline, settings = names[0], {}
     for i, cell in enumerate(outputs.sweep_cells(ext.cross.samplers, ext.cross.steps)):
         generated, clamped = {}, {}

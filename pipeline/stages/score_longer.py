@@ -15,7 +15,7 @@ from ddpm_study.replication import overtakes
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import checkpoints, extended_params, lineage, outputs, scoring
 from ..params import unrecorded
@@ -23,12 +23,12 @@ from ..console import console
 
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     sw, name, snapshots = cfg.sweep, ext.longer.schedule, ext.longer.snapshots
     reference = outputs.read_reference().reference
     with unrecorded():  # whether the snapshots are current; the models are the stage's deps
         run_lineage = lineage.longer(cfg, name, snapshots[-1])
-    diffusion = GaussianDiffusion(cfg.betas(name))
+    diffusion = cfg.gaussian_diffusion(name)
     cells = outputs.sweep_cells(sw.samplers, sw.steps)
     generated, losses = {}, {}
     for step in snapshots:

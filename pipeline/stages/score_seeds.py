@@ -18,7 +18,7 @@ from ddpm_study import metrics, replication, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import checkpoints, extended_params, outputs, scoring
 from ..console import console
@@ -30,14 +30,14 @@ def images_of(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> t
         return torch.from_numpy(outputs.read_sample_images(name))
     s = cfg.sample
     model = checkpoints.load_seed(cfg, name, seed, device)
-    return sampling.generate(model, GaussianDiffusion(cfg.betas(name)).respace(s.steps), num_images=s.num_images,
+    return sampling.generate(model, cfg.gaussian_diffusion(name).respace(s.steps), num_images=s.num_images,
                              batch_size=s.batch_size, image_shape=cfg.image_shape, seed=cfg.seed, device=device,
                              sampler=s.sampler, eta=s.eta, trajectory_images=1, trajectory_frames=2).images
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     reference = outputs.read_reference().reference
     names, seeds = list(ext.seeds.schedules), ext.seeds.seeds(cfg.seed)
     tables = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ddpm_study.config import StudyConfig
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import outputs, records, scoring, tracking
 from ..console import console
@@ -13,7 +13,7 @@ from ..console import console
 
 def run(cfg: StudyConfig, params: Path) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     sw = cfg.sweep
     ref = outputs.read_reference()
     floor = ref.floor[: sw.num_images]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ddpm_study import metrics, sampling
 from ddpm_study.config import StudyConfig
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import checkpoints, outputs
 from ..console import progress
@@ -23,7 +23,7 @@ TRAJECTORY_IMAGES, TRAJECTORY_FRAMES = 4, 9
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     sw = cfg.sweep
     cells = outputs.sweep_cells(sw.samplers, sw.steps, sw.guidance)
     for name in cfg.schedule:

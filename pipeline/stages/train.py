@@ -19,7 +19,7 @@ from ddpm_study import distributed, schedules, training
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.errors import ConfigError, StudyError
-from ddpm_study.runtime import resolve_device, resolve_precision
+from ddpm_study.runtime import resolve_precision, setup_device
 
 from .. import checkpoints, lineage, outputs, records, tracking
 from ..console import console, progress
@@ -27,7 +27,7 @@ from ..console import console, progress
 
 def run(cfg: StudyConfig, params: Path) -> None:
     tracking.check_reachable(tracking.tracking_uri(cfg))
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     if cfg.train.processes > 1 and not distributed.launched():
         return launch(cfg, params, device)
     with distributed.process_group(device) as device:
@@ -36,15 +36,16 @@ def run(cfg: StudyConfig, params: Path) -> None:
         else:  # the same steps, collectives included, with nothing written or logged
             images, labels = checkpoints.training_images(cfg), checkpoints.training_labels(cfg)
             for name in cfg.schedule:
-                train_schedule(cfg, name, GaussianDiffusion(cfg.betas(name)), images, labels, device)
+                train_schedule(cfg, name, cfg.gaussian_diffusion(name), images, labels, device)
 
 
 def train_schedule(cfg: StudyConfig, name: str, diffusion: GaussianDiffusion, images: torch.Tensor,
                    labels: torch.Tensor | None, device: torch.device, **callbacks) -> training.TrainResult:
     """Train (or resume) schedule ``name`` as the study configures it; ``callbacks``: on_log, on_step."""
     return training.train(schedule=name, diffusion=diffusion, images=images, labels=labels, model_cfg=cfg.model,
-                          train_cfg=cfg.train, seed=cfg.seed, lineage=lineage.training(cfg, name), device=device,
-                          checkpoint_path=outputs.checkpoint(name), **callbacks)
+                          train_cfg=cfg.train, seed=cfg.seed, lineage=(run := lineage.training(cfg, name)), device=device,
+                          checkpoint_path=outputs.checkpoint(name), other_devices=lineage.other_devices(run, cfg.train.precision),
+                          **callbacks)
 
 
 def launch(cfg: StudyConfig, params: Path, device: torch.device) -> None:
@@ -86,7 +87,7 @@ def train_all(cfg: StudyConfig, device: torch.device) -> None:
         console.print(f"train: train.precision is {cfg.train.precision} but this {device.type} has no native bf16: training in {precision}")
     summaries = {}
     for name in cfg.schedule:
-        diffusion = GaussianDiffusion(cfg.betas(name))
+        diffusion = cfg.gaussian_diffusion(name)
         ckpt = outputs.checkpoint(name)
         with records.schedule_run(cfg, name, "train") as run, run.system_metrics(), progress() as bar:
             task = bar.add_task(f"train {name}", total=cfg.train.steps, info="")

@@ -17,7 +17,7 @@ from ddpm_study import training
 from ddpm_study.config import StudyConfig, fingerprint
 from ddpm_study.errors import CheckpointError
 from ddpm_study.files import atomic_path
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import checkpoints, extended_params, lineage, outputs
 from ..console import console
@@ -32,7 +32,7 @@ def _is_snapshot(path, lineage_id: str, step: int) -> bool:
 
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     images = checkpoints.training_images(cfg)
     name = ext.longer.schedule
     run_lineage = lineage.longer(cfg, name, ext.longer.snapshots[-1])

@@ -9,7 +9,7 @@ from pathlib import Path
 from dataclasses import replace
 
 from ddpm_study.config import StudyConfig
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 
 from .. import checkpoints, extended_params, lineage, outputs
 from ..console import console
@@ -18,7 +18,7 @@ from ..params import unrecorded
 
 def run(cfg: StudyConfig, params: Path) -> None:
     ext = extended_params.load(params)
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     images = checkpoints.training_images(cfg)
     outputs.SEED_MODELS_DIR.mkdir(parents=True, exist_ok=True)  # the (possibly empty) output folder
     for name in ext.seeds.schedules:

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from ddpm_study import sampling, training
-from ddpm_study.config import IMAGE_SHAPES, StudyConfig
-from ddpm_study.diffusion import SAMPLERS, GaussianDiffusion
+from ddpm_study.config import StudyConfig, image_shape_of
+from ddpm_study.diffusion import GaussianDiffusion
+from ddpm_study.samplers import SAMPLERS
 from ddpm_study.errors import CheckpointError, ConfigError
 from ddpm_study.files import write_array
-from ddpm_study.runtime import resolve_device
+from ddpm_study.runtime import setup_device
 from ddpm_study.schedules import get_betas
 
 from .. import checkpoints
@@ -81,15 +82,18 @@ def _logged_model(cfg: StudyConfig, uri: str, device: torch.device):
         raise ConfigError(f"--model: {uri} cannot be loaded from {store} ({' '.join(str(err).split())[:200]})") from None
     name = p["schedule"]
     prefix = f"schedules.{name}."
+    shape = image_shape_of(p["data.dataset"], p.get("data.image_size", 0), p.get("data.channels", 0))
     return (Exported(graph, int(p["model.num_classes"])),
             *_described(name, int(p["diffusion.timesteps"]),
-                        {k[len(prefix):]: float(v) for k, v in p.items() if k.startswith(prefix)}, p["data.dataset"]))
+                        {k[len(prefix):]: float(v) for k, v in p.items() if k.startswith(prefix)}, shape,
+                        p.get("model.prediction", "eps")))
 
 
-def _described(name: str, timesteps: int, schedule_params: dict[str, float], dataset: str) -> tuple[GaussianDiffusion, tuple[int, int, int]]:
+def _described(name: str, timesteps: int, schedule_params: dict[str, float], shape: tuple[int, int],
+               prediction: str) -> tuple[GaussianDiffusion, tuple[int, int, int]]:
     """The diffusion and image shape a model's own lineage (a checkpoint's, a logged model's params) names."""
-    channels, size = IMAGE_SHAPES[dataset]
-    return GaussianDiffusion(get_betas(name, timesteps, **schedule_params)), (channels, size, size)
+    channels, size = shape
+    return GaussianDiffusion(get_betas(name, timesteps, **schedule_params), prediction=prediction), (channels, size, size)
 
 
 def _model(cfg: StudyConfig, r: Request, device: torch.device) -> tuple[torch.nn.Module, GaussianDiffusion, tuple[int, int, int]]:
@@ -109,7 +113,9 @@ def _model(cfg: StudyConfig, r: Request, device: torch.device) -> tuple[torch.nn
                               "run `dvc repro` to finish training")
     name = lineage["schedule"]
     return (training.load_ema_model(state, device),
-            *_described(name, lineage["diffusion"]["timesteps"], lineage["schedules"][name], lineage["data"]["dataset"]))
+            *_described(name, lineage["diffusion"]["timesteps"], lineage["schedules"][name],
+                        image_shape_of(**{k: v for k, v in lineage["data"].items() if k in ("dataset", "image_size", "channels")}),
+                        lineage["model"].get("prediction", "eps")))
 
 
 def _check(r: Request, T: int, num_classes: int) -> None:
@@ -133,7 +139,7 @@ def generate(cfg: StudyConfig, r: Request) -> torch.Tensor:
     """uint8 images [N, C, H, W] as ``r`` asks, written to ``r.out``."""
     if r.out.suffix not in OUT_SUFFIXES:  # before loading anything
         raise ConfigError(f"--out: invalid value '{r.out}'; expected a file ending in {' or '.join(OUT_SUFFIXES)}")
-    device = resolve_device(cfg.device)
+    device = setup_device(cfg.device, cfg.reproducible)
     model, diffusion, shape = _model(cfg, r, device)
     _check(r, diffusion.num_timesteps, model.num_classes)
     s = cfg.sample

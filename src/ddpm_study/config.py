@@ -11,36 +11,56 @@ The library never reads ``params.yaml`` itself: the pipeline does, and hands the
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from .diffusion import SAMPLERS
+from .samplers import SAMPLERS
+from .diffusion import GaussianDiffusion
 from .errors import ConfigError
+# The sections the training loop reads live in ``hparams`` (it imports nothing of this file, so that a
+# new sampling or evaluation parameter here is no change to a trained model's lineage); re-exported.
+from .hparams import CLASS_EMBEDDINGS, PRECISIONS, ModelConfig, TrainConfig, fingerprint  # noqa: F401
 from .schedules import SCHEDULES, get_betas
 from .strict import build, plain, require
 
 # (channels, height/width) of each data set's images, and its number of classes.
 IMAGE_SHAPES = {"fashion_mnist": (1, 28), "mnist": (1, 28), "cifar10": (3, 32)}
 NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10}
-# How the class enters the U-Net (``unet.UNet``): multiplied into the decoder levels, or added to the time embedding.
-CLASS_EMBEDDINGS = ("multiply", "add")
-# Training arithmetic (``runtime.autocast``): bf16 autocast where the device has native bf16, else fp32.
-PRECISIONS = ("bf16", "fp32")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["fashion_mnist", "mnist", "cifar10"]
+    dataset: Literal["fashion_mnist", "mnist", "cifar10", "folder"]
     source_dir: str
     download: bool
     train_subset: int
+    image_size: int  # 0 = the data set's own; folder: the side every image is resized and centre-cropped to
+    channels: int  # 0 = the data set's own; folder: 1 (grey) or 3 (RGB)
 
     def check(self) -> None:
         require(self.train_subset >= 0, "data.train_subset", self.train_subset, "an integer >= 0 (0 = all)")
+        if self.dataset == "folder":
+            require(self.source_dir not in ("", "auto"), "data.source_dir", self.source_dir,
+                    "the folder of PNG/JPEG images (data.dataset folder)")
+            require(self.image_size >= 8, "data.image_size", self.image_size, "an integer >= 8 (data.dataset folder)")
+            require(self.channels in (1, 3), "data.channels", self.channels, "1 (grey) or 3 (RGB) (data.dataset folder)")
+            return
+        channels, size = IMAGE_SHAPES[self.dataset]
+        require(self.image_size in (0, size), "data.image_size", self.image_size,
+                f"0 or {size} ({self.dataset}'s own size; to resize, use data.dataset folder)")
+        require(self.channels in (0, channels), "data.channels", self.channels, f"0 or {channels} ({self.dataset}'s own)")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(channels, height = width) of the prepared images."""
+        return image_shape_of(self.dataset, self.image_size, self.channels)
+
+
+def image_shape_of(dataset: str, image_size: int = 0, channels: int = 0) -> tuple[int, int]:
+    """(channels, height = width) of a data set's prepared images, as ``data`` params (a lineage's too) give them."""
+    return (int(channels), int(image_size)) if dataset == "folder" else IMAGE_SHAPES[dataset]
 
 
 @dataclass(frozen=True)
@@ -49,70 +69,6 @@ class DiffusionConfig:
 
     def check(self) -> None:
         require(self.timesteps >= 2, "diffusion.timesteps", self.timesteps, "an integer >= 2")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    base_channels: int
-    channel_mults: tuple[int, ...]
-    num_res_blocks: int
-    attention_heads: int
-    norm_groups: int
-    dropout: float
-    num_classes: int  # 0 = unconditional; else class-conditional with a null class for guidance
-    class_embedding: str
-
-    def check(self) -> None:
-        require(self.num_classes >= 0, "model.num_classes", self.num_classes, "an integer >= 0 (0 = unconditional)")
-        require(self.class_embedding in CLASS_EMBEDDINGS, "model.class_embedding", self.class_embedding,
-                 f"one of {', '.join(CLASS_EMBEDDINGS)}")
-        require(self.base_channels > 0, "model.base_channels", self.base_channels, "an integer > 0")
-        require(len(self.channel_mults) > 0 and all(m > 0 for m in self.channel_mults),
-                 "model.channel_mults", list(self.channel_mults), "a non-empty list of integers > 0")
-        require(self.num_res_blocks > 0, "model.num_res_blocks", self.num_res_blocks, "an integer > 0")
-        require(self.attention_heads > 0, "model.attention_heads", self.attention_heads, "an integer > 0")
-        require(0 <= self.dropout < 1, "model.dropout", self.dropout, "a number in [0, 1)")
-        for mult in self.channel_mults:
-            width = self.base_channels * mult
-            require(self.norm_groups > 0 and width % self.norm_groups == 0, "model.norm_groups", self.norm_groups,
-                     f"a divisor of every level's width ({width} = base_channels * {mult})")
-            require(width % self.attention_heads == 0, "model.attention_heads", self.attention_heads,
-                     f"a divisor of every level's width ({width})")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    warmup_steps: int
-    grad_clip: float
-    ema_decay: float
-    log_every: int
-    checkpoint_every: int
-    loss_buckets: int
-    cond_drop_prob: float  # class-conditional models: P(label -> null class), for classifier-free guidance
-    processes: int  # data-parallel processes under torchrun (one per GPU; gloo on CPU); 1 = none
-    precision: str  # bf16 (autocast where the device has native bf16, else fp32) | fp32
-
-    def check(self) -> None:
-        for key in ("steps", "batch_size", "log_every", "checkpoint_every", "loss_buckets"):
-            require(getattr(self, key) > 0, f"train.{key}", getattr(self, key), "an integer > 0")
-        require(self.lr > 0, "train.lr", self.lr, "a number > 0")
-        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0")
-        require(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "an integer >= 0")
-        require(self.grad_clip > 0, "train.grad_clip", self.grad_clip, "a number > 0")
-        require(0 <= self.ema_decay < 1, "train.ema_decay", self.ema_decay, "a number in [0, 1)")
-        require(0 <= self.cond_drop_prob < 1, "train.cond_drop_prob", self.cond_drop_prob, "a number in [0, 1)")
-        require(self.processes >= 1, "train.processes", self.processes, "an integer >= 1")
-        require(self.precision in PRECISIONS, "train.precision", self.precision, f"one of {', '.join(PRECISIONS)}")
-        # Each process takes an equal slice of the global batch (so the run equals one process's).
-        require(self.batch_size % self.processes == 0, "train.processes", self.processes,
-                f"a divisor of train.batch_size ({self.batch_size})")
-        # Checkpoints fall on log boundaries so a resumed run logs exactly what an uninterrupted one does.
-        require(self.checkpoint_every % self.log_every == 0, "train.checkpoint_every", self.checkpoint_every,
-                 f"a multiple of train.log_every ({self.log_every})")
 
 
 @dataclass(frozen=True)
@@ -202,6 +158,7 @@ class StudyConfig:
     schedule: tuple[str, ...]
     seed: int
     device: Literal["auto", "cpu", "cuda"]
+    reproducible: bool  # CUDA: deterministic kernels and no TF32 (``runtime.make_reproducible``); the CPU always is
     data: DataConfig
     diffusion: DiffusionConfig
     schedules: dict[str, dict[str, float]]  # per registered schedule, its parameters
@@ -235,14 +192,15 @@ class StudyConfig:
         self.diffusion.check()
         self._check_schedules()
         self.model.check()
-        _, size = IMAGE_SHAPES[self.data.dataset]
+        _, size = self.data.shape
         halvings = len(self.model.channel_mults) - 1
         require(size % 2**halvings == 0, "model.channel_mults", list(self.model.channel_mults),
                  f"at most {_max_halvings(size) + 1} levels: {self.data.dataset} images are {size}x{size} "
                  f"and the U-Net halves them {halvings} times")
-        classes = NUM_CLASSES[self.data.dataset]
-        require(self.model.num_classes in (0, classes), "model.num_classes", self.model.num_classes,
-                 f"0 (unconditional) or {classes} (the classes of {self.data.dataset})")
+        if self.data.dataset != "folder":  # a folder's classes are its sub-folders: `prepare` checks them
+            classes = NUM_CLASSES[self.data.dataset]
+            require(self.model.num_classes in (0, classes), "model.num_classes", self.model.num_classes,
+                     f"0 (unconditional) or {classes} (the classes of {self.data.dataset})")
         self.train.check()
         self.sample.check(self.diffusion.timesteps)
         if self.model.num_classes:  # the per-class FID needs two samples of every class at least
@@ -285,18 +243,17 @@ class StudyConfig:
         """The float64 betas [T] of schedule ``name`` with this study's T and parameters."""
         return get_betas(name, self.diffusion.timesteps, **self.schedules[name])
 
+    def gaussian_diffusion(self, name: str) -> GaussianDiffusion:
+        """Schedule ``name``'s diffusion at this T, reading the network's output as ``model.prediction`` says."""
+        return GaussianDiffusion(self.betas(name), prediction=self.model.prediction)
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        channels, size = IMAGE_SHAPES[self.data.dataset]
+        channels, size = self.data.shape
         return channels, size, size
 
     def to_dict(self) -> dict[str, Any]:
         return plain(self)
-
-
-def fingerprint(obj: Any) -> str:
-    """A short stable hash of a JSON-able object (a config lineage)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _max_halvings(size: int) -> int:

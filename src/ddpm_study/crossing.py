@@ -38,10 +38,14 @@ def crossed(model: Model, trained_with: GaussianDiffusion, sampled_on: GaussianD
     and the clamped mask, one entry per step of ``sampled_on``.
     """
     t_real, clamped = matched_timesteps(trained_with.alphas_cumprod_np, sampled_on.alphas_cumprod_np)
-    process = GaussianDiffusion(sampled_on.betas_np)  # index k -> step k of B; the model gets t_real[k]
+    # index k -> step k of B; the model gets t_real[k] and its output is read as it was trained to predict
+    process = GaussianDiffusion(sampled_on.betas_np, prediction=trained_with.prediction)
     table = torch.from_numpy(t_real).float()
+    on_device: dict[torch.device, torch.Tensor] = {}  # one copy per device, not one per step
 
     def wrapped(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return model(x, table.to(x.device)[k])
+        if x.device not in on_device:
+            on_device[x.device] = table.to(x.device)
+        return model(x, on_device[x.device][k])
 
     return wrapped, process, t_real, clamped

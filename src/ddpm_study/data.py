@@ -7,6 +7,10 @@ Source order for a data set (``locate_and_load``):
    ``/usr/share/datasets/fashion-mnist``); an explicit folder that lacks the files is an error;
 3. torchvision's download into the data folder, when ``download`` is true.
 Every file is checked: a truncated, corrupt or wrong-shaped file raises ``DataError`` naming it.
+
+``folder`` is any folder of PNG/JPEG files (``load_folder``): class sub-folders give labels, as
+torchvision's ``ImageFolder`` reads them; every image is converted to grey or RGB, resized (shorter
+side) and centre-cropped to a square with torchvision's transforms.
 """
 
 from __future__ import annotations
@@ -50,7 +54,10 @@ class Splits:
     source: str
 
 
-def locate_and_load(dataset: str, raw_dir: Path, source_dir: str, download: bool) -> Splits:
+def locate_and_load(dataset: str, raw_dir: Path, source_dir: str, download: bool, image_size: int = 0,
+                    channels: int = 0) -> Splits:
+    if dataset == "folder":
+        return load_folder(Path(source_dir), image_size, channels)
     if source_dir == "auto":
         source_dir = DEBIAN_DIRS.get(dataset, "")
         if source_dir and not Path(source_dir).is_dir():
@@ -59,7 +66,7 @@ def locate_and_load(dataset: str, raw_dir: Path, source_dir: str, download: bool
         return _load_idx_dataset(dataset, raw_dir, source_dir, download)
     if dataset == "cifar10":
         return _load_cifar10(raw_dir, source_dir, download)
-    raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join([*IDX_SETS, 'cifar10'])}")
+    raise DataError(f"unknown dataset {dataset!r}; valid: {', '.join([*IDX_SETS, 'cifar10', 'folder'])}")
 
 
 # --- MNIST-style IDX files ---------------------------------------------------------------------
@@ -198,6 +205,67 @@ def _cifar_from_torchvision(train, test, source: str) -> Splits:
         return np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))
 
     return Splits(chw(train), np.asarray(train.targets), chw(test), np.asarray(test.targets), source)
+
+
+# --- a folder of images -------------------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FOLDER_TEST_FRACTION = 0.1  # held out (every 10th image in sorted order): a folder has no official test split
+
+
+def folder_files(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(file, label) of every image under ``root`` and the class names, sorted; raises ``DataError``.
+
+    Images directly in ``root``: one unlabelled set (no classes). Images in sub-folders: one class per
+    sub-folder (``torchvision.datasets.folder.find_classes``), label = its index. Both at once is an error.
+    """
+    if not root.is_dir():
+        raise DataError(f"data.source_dir={str(root)!r}: not a folder (data.dataset folder needs a folder of PNG/JPEG images)")
+    is_image = lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES  # noqa: E731
+    flat = sorted(p for p in root.iterdir() if is_image(p))
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    nested = [(p, d.name) for d in subdirs for p in sorted(d.rglob("*")) if is_image(p)]
+    if flat and nested:
+        raise DataError(f"{root}: images both in the folder itself ({flat[0].name}) and in class sub-folders "
+                        f"({nested[0][0].relative_to(root)}); use one layout")
+    if flat:
+        return [(p, 0) for p in flat], []
+    if not nested:
+        raise DataError(f"{root}: no PNG or JPEG images ({', '.join(IMAGE_SUFFIXES)}) in it or in its sub-folders")
+    from torchvision.datasets.folder import find_classes
+
+    classes, index = find_classes(str(root))
+    return [(p, index[c]) for p, c in nested], classes
+
+
+def folder_test_mask(num_images: int) -> np.ndarray:
+    """Which of a folder's images (in ``folder_files`` order) form its test split: every 10th, from the first."""
+    test = np.zeros(num_images, dtype=bool)
+    test[:: round(1 / FOLDER_TEST_FRACTION)] = True
+    return test
+
+
+def load_folder(root: Path, image_size: int, channels: int) -> Splits:
+    """Every image under ``root`` as uint8 [N, channels, image_size, image_size], split 90 / 10 into train and test."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import v2
+
+    files, classes = folder_files(root)
+    transform = v2.Compose([v2.PILToTensor(), v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
+    mode = {1: "L", 3: "RGB"}[channels]
+    images = np.empty((len(files), channels, image_size, image_size), dtype=np.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                images[i] = transform(img.convert(mode)).numpy()
+        except (OSError, UnidentifiedImageError, ValueError, RuntimeError) as err:
+            raise DataError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    test = folder_test_mask(len(files))
+    if len(files) < 2:
+        raise DataError(f"{root}: {len(files)} image; a training and a test split need at least 2")
+    layout = f"{len(classes)} class folders" if classes else "no class folders"
+    return Splits(images[~test], labels[~test], images[test], labels[test],
+                  source=f"image folder {root} ({len(files)} images, {layout}, {channels}x{image_size}x{image_size})")
 
 
 # --- prepared arrays ----------------------------------------------------------------------------

@@ -1,12 +1,20 @@
 """Gaussian diffusion maths (Ho et al. 2020; DDIM, Song et al. 2021; the SDE view, Song et al. 2021b), paper notation.
 
 Timesteps are 0-based indices: ``t = 0`` is the paper's step 1 and ``t = T - 1`` its step T.
-Coefficients are computed once in float64 with numpy and gathered per batch with ``_extract``.
+Coefficients are computed once in float64 with numpy, copied to a device once (``_on``: a cache per
+device, so a training or sampling step makes no host-to-device copy) and gathered per batch.
 
 A diffusion may run on a subsequence of the training timesteps ("respacing", Nichol & Dhariwal
-2021, sec. 4): ``respace(steps)`` returns a diffusion whose betas are recomputed from the
+2021, sec. 4): ``respace(steps, spacing)`` returns a diffusion whose betas are recomputed from the
 alphas_cumprod kept at those timesteps and whose ``timestep_map`` tells the model which training
 timestep each index stands for.
+
+The network predicts eps (Ho et al.) or v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 (Salimans &
+Ho 2022, "v-prediction"): ``prediction``. Every sampler reads the model through ``predict_eps_x0``,
+which converts either output exactly, so the samplers never see the parameterisation.
+
+The samplers that run the reverse process (their registry, ``sample_loop``) live in ``samplers.py``:
+this file is what the training code runs, and a new sampler must not change a trained model's lineage.
 """
 
 from __future__ import annotations
@@ -18,35 +26,71 @@ import torch
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-# The reverse samplers ``sample_loop`` runs: "ddpm" is ancestral sampling (``p_sample``), "ddim"
-# is ``ddim_sample`` with its eta, "sde" Euler-Maruyama on the reverse VP-SDE (``sde_sample``),
-# "ode" Heun on the probability-flow ODE (``ode_sample``). A new sampler is a step method plus a name here.
-SAMPLERS = ("ddpm", "ddim", "sde", "ode")
+# What the network predicts: eps (Ho et al. 2020) or v (Salimans & Ho 2022, app. D).
+PREDICTIONS = ("eps", "v")
+
+# How a sampler's steps pick training timesteps (``spaced_timesteps``), e.g. for T = 1000, 10 steps:
+SPACINGS = (
+    "linspace",   # round(linspace(0, T - 1, S)): 0, 111, ..., 999 (this project's default; keeps t = T - 1)
+    "leading",    # (T // S) * arange(S): 0, 100, ..., 900 (DDIM's "uniform", diffusers' "leading")
+    "trailing",   # round(arange(T, 0, -T / S)) - 1: 99, 199, ..., 999 (Lin et al. 2024, table 2)
+    "quadratic",  # int(linspace(0, sqrt(0.8 T), S) ** 2): 0, 9, 39, ..., 800 (DDIM, app. D.2, CIFAR-10)
+    "karras",     # the timesteps nearest to Karras et al.'s (2022, eq. 5) rho = 7 steps in sigma = sqrt((1 - abar) / abar)
+)
+KARRAS_RHO = 7.0
 
 
-def _extract(arr: torch.Tensor, t: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
-    """Gather ``arr[t]`` for a batch of indices ``t`` [B] and broadcast to ``x_shape`` [B, ...]."""
-    out = arr.to(t.device)[t].float()
-    return out.reshape(t.shape[0], *([1] * (len(x_shape) - 1)))
+def karras_timesteps(alphas_cumprod: np.ndarray, steps: int, sigma_max: float | None = None) -> np.ndarray:
+    """Increasing training timesteps nearest (in log sigma) to Karras et al.'s schedule
+    sigma_i = (sigma_max^(1/rho) + i / (S - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, i = 0..S-1,
+    from sigma_max (the last timestep's sigma, or ``sigma_max`` if smaller: EDM's 80) down to sigma_min
+    (the first timestep's), as diffusers' ``use_karras_sigmas`` maps them (``_sigma_to_t``), rounded."""
+    log_sigma = 0.5 * np.log((1 - alphas_cumprod) / alphas_cumprod)  # increasing in t
+    lo, hi = np.exp(log_sigma[0]), np.exp(log_sigma[-1])
+    hi = min(hi, sigma_max) if sigma_max else hi
+    ramp = np.linspace(0, 1, steps)
+    sigmas = (hi ** (1 / KARRAS_RHO) + ramp * (lo ** (1 / KARRAS_RHO) - hi ** (1 / KARRAS_RHO))) ** KARRAS_RHO
+    t = np.interp(np.log(sigmas), log_sigma, np.arange(len(log_sigma), dtype=np.float64))
+    return np.round(t[::-1]).astype(np.int64)
 
 
-def spaced_timesteps(T: int, steps: int) -> np.ndarray:
-    """``steps`` training timesteps evenly spread over [0, T - 1], always keeping t = T - 1.
+def spaced_timesteps(T: int, steps: int, spacing: str = "linspace", alphas_cumprod: np.ndarray | None = None,
+                     sigma_max: float | None = None) -> np.ndarray:
+    """``steps`` increasing training timesteps in [0, T - 1] chosen by ``spacing`` (``SPACINGS``).
 
-    Keeping the noisiest step means every sampler starts from (nearly) pure noise, whatever the
-    number of steps; ``steps == T`` gives every timestep.
+    "linspace" and "trailing" keep the noisiest step t = T - 1, so every sampler starts from (nearly)
+    pure noise whatever the number of steps; "leading" and "quadratic" do not (the flaw Lin et al.
+    2024 point out), and are here to measure it. ``steps == T`` gives every timestep for all but
+    "quadratic". "karras" needs the process's ``alphas_cumprod`` (and takes an optional ``sigma_max``).
     """
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
-    if steps == 1:
-        return np.array([T - 1])
-    return np.round(np.linspace(0, T - 1, steps)).astype(np.int64)
+    if spacing == "linspace":
+        keep = np.array([T - 1]) if steps == 1 else np.round(np.linspace(0, T - 1, steps)).astype(np.int64)
+    elif spacing == "leading":
+        keep = (T // steps) * np.arange(steps, dtype=np.int64)
+    elif spacing == "trailing":
+        keep = np.round(np.arange(T, 0, -T / steps)).astype(np.int64)[::-1] - 1
+    elif spacing == "quadratic":
+        keep = (np.linspace(0, np.sqrt(T * 0.8), steps) ** 2).astype(np.int64)
+    elif spacing == "karras":
+        if alphas_cumprod is None or len(alphas_cumprod) != T:
+            raise ValueError("spacing 'karras' needs the process's alphas_cumprod [T]")
+        keep = karras_timesteps(alphas_cumprod, steps, sigma_max)
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}; valid: {', '.join(SPACINGS)}")
+    if len(keep) != steps or np.any(np.diff(keep) <= 0):
+        raise ValueError(f"spacing {spacing!r} gives repeated timesteps for {steps} steps of T = {T}; use fewer steps")
+    return keep
 
 
 class GaussianDiffusion:
     """Forward process, training loss and reverse samplers for a fixed ``betas`` [T] (float64)."""
 
-    def __init__(self, betas: np.ndarray, timestep_map: Optional[np.ndarray] = None):
+    def __init__(self, betas: np.ndarray, timestep_map: Optional[np.ndarray] = None, prediction: str = "eps"):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r}; valid: {', '.join(PREDICTIONS)}")
+        self.prediction = prediction
         betas = np.asarray(betas, dtype=np.float64)
         assert betas.ndim == 1 and np.all(betas > 0) and np.all(betas <= 1)
         self.num_timesteps = len(betas)
@@ -80,53 +124,88 @@ class GaussianDiffusion:
         self.timestep_map = torch.from_numpy(
             np.arange(self.num_timesteps) if timestep_map is None else np.asarray(timestep_map, dtype=np.int64)
         )
+        self._names = (*consts, "timestep_map")
+        self._device_copies: dict[torch.device, dict[str, torch.Tensor]] = {}
 
-    def respace(self, steps: int) -> "GaussianDiffusion":
+    def _on(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """Every coefficient table on ``device``, copied there once (the float64 -> float32 cast happens
+        per gather, as it always has, so the values are those of a CPU run)."""
+        if device not in self._device_copies:
+            self._device_copies[device] = {name: getattr(self, name).to(device) for name in self._names}
+        return self._device_copies[device]
+
+    def _extract(self, name: str, t: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
+        """Gather table ``name`` at a batch of indices ``t`` [B], as float32 broadcastable to ``x_shape`` [B, ...]."""
+        out = self._on(t.device)[name][t].float()
+        return out.reshape(t.shape[0], *([1] * (len(x_shape) - 1)))
+
+    def respace(self, steps: int, spacing: str = "linspace", sigma_max: float | None = None) -> "GaussianDiffusion":
         """The same process on ``steps`` timesteps (``spaced_timesteps``), with betas recomputed."""
-        keep = spaced_timesteps(self.num_timesteps, steps)
+        keep = spaced_timesteps(self.num_timesteps, steps, spacing, self.alphas_cumprod_np, sigma_max)
         alphas_cumprod = self.alphas_cumprod_np[keep]
         betas = 1.0 - alphas_cumprod / np.append(1.0, alphas_cumprod[:-1])
-        return GaussianDiffusion(betas, timestep_map=self.timestep_map.numpy()[keep])
+        return GaussianDiffusion(betas, timestep_map=self.timestep_map.numpy()[keep], prediction=self.prediction)
 
     # --- forward process -------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x_t ~ q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I); shapes [B, C, H, W], t [B]."""
         return (
-            _extract(self.sqrt_alphas_cumprod, t, x0.shape) * x0
-            + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0.shape) * eps
+            self._extract("sqrt_alphas_cumprod", t, x0.shape) * x0
+            + self._extract("sqrt_one_minus_alphas_cumprod", t, x0.shape) * eps
         )
 
     def q_posterior_mean_variance(
         self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
-        mean = _extract(self.posterior_mean_coef1, t, x_t.shape) * x0 + _extract(self.posterior_mean_coef2, t, x_t.shape) * x_t
+        mean = self._extract("posterior_mean_coef1", t, x_t.shape) * x0 + self._extract("posterior_mean_coef2", t, x_t.shape) * x_t
         return (
             mean,
-            _extract(self.posterior_variance, t, x_t.shape),
-            _extract(self.posterior_log_variance_clipped, t, x_t.shape),
+            self._extract("posterior_variance", t, x_t.shape),
+            self._extract("posterior_log_variance_clipped", t, x_t.shape),
         )
 
     def predict_x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        return _extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
+        return self._extract("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t - self._extract("sqrt_recipm1_alphas_cumprod", t, x_t.shape) * eps
+
+    def v_target(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0 (Salimans & Ho 2022, eq. 14 in their notation)."""
+        return self._extract("sqrt_alphas_cumprod", t, x0.shape) * eps - self._extract("sqrt_one_minus_alphas_cumprod", t, x0.shape) * x0
+
+    def model_output(self, model: Model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's raw output at index ``t``; the model sees the training timestep ``t`` stands for."""
+        return model(x_t, self._on(t.device)["timestep_map"][t])
+
+    def predict_eps_x0(self, model: Model, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(eps_theta, x0_theta) at x_t, unclipped, from either parameterisation.
+
+        With x_t = a x_0 + s eps (a = sqrt(alpha_bar), s = sqrt(1 - alpha_bar), a^2 + s^2 = 1) and
+        v = a eps - s x_0: x_0 = a x_t - s v and eps = s x_t + a v, exactly.
+        """
+        out = self.model_output(model, x_t, t)
+        if self.prediction == "eps":
+            return out, self.predict_x0_from_eps(x_t, t, out)
+        a, s = self._extract("sqrt_alphas_cumprod", t, x_t.shape), self._extract("sqrt_one_minus_alphas_cumprod", t, x_t.shape)
+        return s * x_t + a * out, a * x_t - s * out
 
     def predict_eps(self, model: Model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eps_theta(x_t, t); the model sees the training timestep that index ``t`` stands for."""
-        return model(x_t, self.timestep_map.to(t.device)[t])
+        """eps_theta(x_t, t), whatever the network predicts."""
+        return self.model_output(model, x_t, t) if self.prediction == "eps" else self.predict_eps_x0(model, x_t, t)[0]
 
     # --- training --------------------------------------------------------------------------
     def training_losses(self, model: Model, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Per-image simple loss of Ho et al.: mean over pixels of (eps - eps_theta(x_t, t))^2, shape [B]."""
+        """Per-image simple loss of Ho et al.: mean over pixels of (target - net(x_t, t))^2, shape [B];
+        the target is eps, or v for v-prediction (Salimans & Ho's "SNR + 1" weighting of the x_0 error)."""
         x_t = self.q_sample(x0, t, eps)
-        return (eps - self.predict_eps(model, x_t, t)).pow(2).flatten(1).mean(1)
+        target = eps if self.prediction == "eps" else self.v_target(x0, t, eps)
+        return (target - self.model_output(model, x_t, t)).pow(2).flatten(1).mean(1)
 
     # --- reverse process -------------------------------------------------------------------
     def p_mean_variance(
         self, model: Model, x_t: torch.Tensor, t: torch.Tensor, clip_denoised: bool = True
     ) -> dict[str, torch.Tensor]:
         """p_theta(x_{t-1} | x_t) with the posterior variance ("fixed small", Ho et al. sec. 3.2)."""
-        eps = self.predict_eps(model, x_t, t)
-        x0 = self.predict_x0_from_eps(x_t, t, eps)
+        eps, x0 = self.predict_eps_x0(model, x_t, t)
         if clip_denoised:
             x0 = x0.clamp(-1, 1)
         mean, variance, log_variance = self.q_posterior_mean_variance(x0, x_t, t)
@@ -145,11 +224,11 @@ class GaussianDiffusion:
         """One DDIM step (Song et al. 2021, eq. 12); eta = 0 is deterministic, eta = 1 matches DDPM's variance."""
         out = self.p_mean_variance(model, x_t, t)
         # Re-derive eps from the clipped x0 so the step is consistent with it.
-        eps = (_extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - out["pred_x0"]) / _extract(
-            self.sqrt_recipm1_alphas_cumprod, t, x_t.shape
+        eps = (self._extract("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t - out["pred_x0"]) / self._extract(
+            "sqrt_recipm1_alphas_cumprod", t, x_t.shape
         )
-        alpha_bar = _extract(self.alphas_cumprod, t, x_t.shape)
-        alpha_bar_prev = _extract(self.alphas_cumprod_prev, t, x_t.shape)
+        alpha_bar = self._extract("alphas_cumprod", t, x_t.shape)
+        alpha_bar_prev = self._extract("alphas_cumprod_prev", t, x_t.shape)
         sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         mean = out["pred_x0"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
         nonzero = (t != 0).float().reshape(-1, *([1] * (x_t.dim() - 1)))
@@ -162,7 +241,7 @@ class GaussianDiffusion:
     # grad_x log p_t(x) = -eps(x, t) / sqrt(1 - alpha_bar_t), so the noise-prediction net serves both.
     def score(self, model: Model, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """s_theta(x_t, t) = -eps_theta(x_t, t) / sqrt(1 - alpha_bar_t)."""
-        return -self.predict_eps(model, x_t, t) / _extract(self.sqrt_one_minus_alphas_cumprod, t, x_t.shape)
+        return -self.predict_eps(model, x_t, t) / self._extract("sqrt_one_minus_alphas_cumprod", t, x_t.shape)
 
     def sde_sample(self, model: Model, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         """One Euler-Maruyama step of the reverse-time VP-SDE (Song 2021b, eq. 6 with eq. 11), t -> t - 1.
@@ -175,12 +254,12 @@ class GaussianDiffusion:
         sampling *is* Euler-Maruyama to first order (checked numerically in tests/test_samplers.py).
         As in `p_sample`, the last step (t = 0) adds no noise.
         """
-        beta = _extract(self.betas, t, x_t.shape)
+        beta = self._extract("betas", t, x_t.shape)
         mean = x_t + beta * (0.5 * x_t + self.score(model, x_t, t))
         nonzero = (t != 0).float().reshape(-1, *([1] * (x_t.dim() - 1)))
         return {"sample": mean + nonzero * beta.sqrt() * noise}
 
-    def ode_sample(self, model: Model, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    def ode_sample(self, model: Model, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, i: int) -> dict[str, torch.Tensor]:
         """One Heun (explicit trapezoidal, 2nd order) step of the probability-flow ODE, t -> t - 1.
 
         The probability-flow ODE of the VP-SDE, dx = -1/2 beta(t) [x + grad log p_t(x)] dt (Song 2021b,
@@ -191,59 +270,13 @@ class GaussianDiffusion:
         the two slopes; two network calls per step. The step to the data (sigma = 0) is a plain Euler
         step, as in EDM, and removes the predicted noise exactly. Deterministic: ``noise`` is unused.
         """
-        sigma = _extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape)
-        alpha_bar_prev = _extract(self.alphas_cumprod_prev, t, x_t.shape)
+        sigma = self._extract("sqrt_recipm1_alphas_cumprod", t, x_t.shape)
+        alpha_bar_prev = self._extract("alphas_cumprod_prev", t, x_t.shape)
         sigma_prev = torch.sqrt(1.0 / alpha_bar_prev - 1.0)
-        y = x_t * _extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape)
+        y = x_t * self._extract("sqrt_recip_alphas_cumprod", t, x_t.shape)
         d = self.predict_eps(model, x_t, t)
         y_next = y + (sigma_prev - sigma) * d
-        if int(t.min()) > 0:  # the whole batch shares t in `sample_loop`
+        if i > 0:  # the whole batch is at index i (the host knows it: no device sync to find out)
             d_next = self.predict_eps(model, y_next * alpha_bar_prev.sqrt(), t - 1)
             y_next = y + (sigma_prev - sigma) * 0.5 * (d + d_next)
         return {"sample": y_next * alpha_bar_prev.sqrt()}
-
-    def model_calls(self, sampler: str) -> int:
-        """Network evaluations of one full reverse pass with ``sampler`` (Heun: 2 per step, 1 on the last)."""
-        return 2 * self.num_timesteps - 1 if sampler == "ode" else self.num_timesteps
-
-    @torch.no_grad()
-    def sample_loop(
-        self,
-        model: Model,
-        x_T: torch.Tensor,
-        generator: torch.Generator,
-        sampler: str = "ddpm",
-        eta: float = 0.0,
-        record_every: int = 0,
-        on_step: Optional[Callable[[int], None]] = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Run the reverse process from ``x_T`` [B, C, H, W] over all of this diffusion's timesteps.
-
-        ``sampler`` is "ddpm" (ancestral, ``p_sample``), "ddim" (``ddim_sample`` with ``eta``), "sde"
-        (``sde_sample``) or "ode" (``ode_sample``); every sampler draws the same per-step noise.
-        The per-step noise comes from ``generator`` (on the device of ``x_T``), so two runs with
-        the same generator state and ``x_T`` draw the same noise. Returns the final samples and,
-        if ``record_every`` > 0, the states x_t every ``record_every`` steps plus the final one.
-        """
-        if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
-        x = x_T
-        frames = [x.cpu()] if record_every else []
-        indices = list(range(self.num_timesteps))[::-1]
-        for n, i in enumerate(indices, start=1):
-            t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
-            noise = torch.randn(x.shape, generator=generator, device=x.device)
-            if sampler == "ddpm":
-                x = self.p_sample(model, x, t, noise)["sample"]
-            elif sampler == "ddim":
-                x = self.ddim_sample(model, x, t, noise, eta)["sample"]
-            elif sampler == "sde":
-                x = self.sde_sample(model, x, t, noise)["sample"]
-            else:
-                x = self.ode_sample(model, x, t, noise)["sample"]
-            if record_every and (n % record_every == 0 or n == len(indices)):
-                frames.append(x.cpu())
-            if on_step is not None:
-                on_step(n)
-        return x, frames
-

@@ -64,6 +64,16 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(t.clone()) / dist.get_world_size()
 
 
+def gather_objects(obj: object) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` with one process). A collective:
+    every rank must call it."""
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def die_with_parent() -> None:
     """On Linux, have the kernel SIGKILL this process when its parent dies.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import StudyConfig
-from .diffusion import SAMPLERS
+from .samplers import SAMPLERS
 from .schedules import SCHEDULES
 from .strict import build, require
 

@@ -1,7 +1,8 @@
-"""Device choice and seeding: the one place each is done."""
+"""Device choice, reproducibility and seeding: the one place each is done."""
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -21,6 +22,39 @@ def resolve_device(name: str) -> torch.device:
     if name not in DEVICES:
         raise ConfigError(f"device: invalid value {name!r}; expected one of {', '.join(DEVICES)}")
     return torch.device(name)
+
+
+# cuBLAS picks its reduction order per stream unless its workspace is fixed; with deterministic algorithms
+# on, PyTorch requires this setting, and it must be in place before cuBLAS first initialises.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def setup_device(name: str, reproducible: bool) -> torch.device:
+    """``resolve_device`` plus, on CUDA, ``make_reproducible(reproducible)``: what every stage calls first."""
+    device = resolve_device(name)
+    make_reproducible(device, reproducible)
+    return device
+
+
+def make_reproducible(device: torch.device, on: bool) -> None:
+    """On a CUDA device, make two runs of the same code bit-identical (on one GPU model) or let them differ.
+
+    On: deterministic algorithms (``torch.use_deterministic_algorithms``: convolution backward and
+    the scatter-adds pick deterministic kernels, and an op with none raises instead of drifting),
+    cuDNN's autotuner off, the cuBLAS workspace fixed (``CUBLAS_WORKSPACE``), and TF32 off for
+    matmuls and convolutions, so fp32 training and the Inception features (hence FID) keep fp32's
+    precision and stay comparable with a CPU run. Off: PyTorch's defaults (faster, not repeatable).
+    The CPU needs none of this: its kernels are deterministic, and nothing here changes them.
+    """
+    if device.type != "cuda":
+        return
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on
+    torch.backends.cuda.matmul.allow_tf32 = not on
+    torch.backends.cudnn.allow_tf32 = not on
 
 
 def bf16_supported(device: torch.device) -> bool:

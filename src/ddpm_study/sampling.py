@@ -17,6 +17,7 @@ from PIL import Image
 
 from .data import to_model_range, to_uint8
 from .diffusion import GaussianDiffusion, Model
+from .samplers import sample_loop
 from .errors import NonFiniteSamples
 from .files import atomic_path
 from .runtime import derived_seed
@@ -91,8 +92,8 @@ def generate(
         gen = batch_generator(seed, b, device)
         x_T = torch.randn((n, *image_shape), generator=gen, device=device)
         y = None if labels is None else labels[start : start + n].to(device)
-        x0, frames = diffusion.sample_loop(
-            guided(model, y, guidance), x_T, gen, sampler=sampler, eta=eta, record_every=record_every if b == 0 else 0, on_step=on_step
+        x0, frames = sample_loop(
+            diffusion, guided(model, y, guidance), x_T, gen, sampler=sampler, eta=eta, record_every=record_every if b == 0 else 0, on_step=on_step
         )
         if not torch.isfinite(x0).all():  # NaNs would silently become pixels and poison FID
             raise NonFiniteSamples(f"sampling produced non-finite values in batch {b}; the model is unusable")
