@@ -141,7 +141,13 @@ class GaussianDiffusion:
 
     def respace(self, steps: int, spacing: str = "linspace", sigma_max: float | None = None) -> "GaussianDiffusion":
         """The same process on ``steps`` timesteps (``spaced_timesteps``), with betas recomputed."""
-        keep = spaced_timesteps(self.num_timesteps, steps, spacing, self.alphas_cumprod_np, sigma_max)
+        return self.subsequence(spaced_timesteps(self.num_timesteps, steps, spacing, self.alphas_cumprod_np, sigma_max))
+
+    def subsequence(self, keep: np.ndarray) -> "GaussianDiffusion":
+        """The same process on the increasing timesteps ``keep`` (any subsequence: a sampler's own choice)."""
+        keep = np.asarray(keep, dtype=np.int64)
+        if keep.ndim != 1 or len(keep) == 0 or np.any(np.diff(keep) <= 0) or keep[0] < 0 or keep[-1] >= self.num_timesteps:
+            raise ValueError(f"expected increasing timesteps in [0, {self.num_timesteps - 1}], got {keep.tolist()}")
         alphas_cumprod = self.alphas_cumprod_np[keep]
         betas = 1.0 - alphas_cumprod / np.append(1.0, alphas_cumprod[:-1])
         return GaussianDiffusion(betas, timestep_map=self.timestep_map.numpy()[keep], prediction=self.prediction)
