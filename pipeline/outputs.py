@@ -59,6 +59,16 @@ class PreparedInfo:
     dataset: str
     train_images: list[int]  # shape [N, C, H, W]
     test_images: list[int]
+    classes: list[str]  # label i's name: the official order, or a folder's class sub-folders (empty: none)
+
+
+# Label order of the official files (torchvision's ``classes``).
+BUILTIN_CLASSES = {
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "mnist": [str(d) for d in range(10)],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
 
 
 def prepared_array(name: str) -> Path:
@@ -68,13 +78,17 @@ def prepared_array(name: str) -> Path:
     return PREPARED_DIR / f"{name}.npy"
 
 
-def write_prepared(splits, dataset: str) -> PreparedInfo:
-    """``splits``: a ``ddpm_study.data.Splits``."""
+def write_prepared(splits, dataset: str, classes: Sequence[str]) -> PreparedInfo:
+    """``splits``: a ``ddpm_study.data.Splits``; ``classes``: label i's name."""
     for name in PREPARED_ARRAYS:
         write_array(prepared_array(name), getattr(splits, name))
-    info = PreparedInfo(dataset, list(splits.train_images.shape), list(splits.test_images.shape))
+    info = PreparedInfo(dataset, list(splits.train_images.shape), list(splits.test_images.shape), list(classes))
     write_json(PREPARED_INFO, dataclasses.asdict(info))
     return info
+
+
+def read_prepared_info() -> PreparedInfo:
+    return PreparedInfo(**json.loads(PREPARED_INFO.read_text()))
 
 
 def read_prepared(name: str) -> np.ndarray:
@@ -315,6 +329,7 @@ class PerClass:
     """FID of each class's samples against the reference split's images of that class (intra-class FID),
     and the same for the floor split: the real-vs-real floor at each class's N."""
 
+    names: list[str]  # class i's name (``PreparedInfo.classes``)
     counts: list[int]  # generated images per class (the reference split's counts differ a little)
     floor: list[Optional[float]]  # None: a split with fewer than 2 images of the class (tiny N)
     fid: dict[str, list[Optional[float]]]  # per schedule, per class

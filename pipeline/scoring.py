@@ -105,6 +105,6 @@ def per_class(cfg: StudyConfig, generated: dict[str, np.ndarray], ref: outputs.R
         x, y = feats[labels == c], ref.reference[ref_labels == c]
         return uncertainty.frechet_distance(x, y) if min(len(x), len(y)) >= 2 else None
 
-    return PerClass(counts=np.bincount(gen_labels, minlength=k).tolist(),
+    return PerClass(names=outputs.read_prepared_info().classes, counts=np.bincount(gen_labels, minlength=k).tolist(),
                     floor=[fid(ref.floor, floor_labels, c) for c in range(k)],
                     fid={name: [fid(feats, gen_labels, c) for c in range(k)] for name, feats in generated.items()})

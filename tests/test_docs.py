@@ -211,3 +211,19 @@ def test_the_answer_block_needs_its_markers() -> None:
     assert readme.with_answer(f"a\n{readme.BEGIN}\nold\n{readme.END}\nb", "new") == f"a\n{readme.BEGIN}\nnew\n{readme.END}\nb"
     with pytest.raises(StudyError, match="answer:begin"):
         readme.with_answer("no markers", "new")
+
+
+def test_the_gpu_budget_table_is_the_scripts_output() -> None:
+    """docs/operations.md's GPU configurations table is what benchmarks/gpu_budget.py counts: no FLOP count by hand."""
+    from benchmarks import gpu_budget
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    table = text.split("<!-- gpu-budget:begin -->\n")[1].split("\n<!-- gpu-budget:end -->")[0]
+    rows = [gpu_budget.budget(name, o, gpu_budget.ASSUMED_FRACTION) for name, o in gpu_budget.CONFIGS.items()]
+    assert table == gpu_budget.markdown(rows)
+    for name, overrides in gpu_budget.CONFIGS.items():  # the commands shown are the configurations counted
+        import yaml
+
+        command = text.split(f"dvc exp run -n {name} ")[1].split("\n```")[0].split("\n# ")[0]
+        shown = dict(arg.strip("'").split("=", 1) for arg in command.replace("\\\n", " ").split() if "=" in arg)
+        assert {k: yaml.safe_load(v) for k, v in shown.items()} == overrides, name

@@ -14,23 +14,26 @@ from ..console import console
 
 def run(cfg: StudyConfig, params: Path) -> None:
     # The two real FID splits (`reference`) take 2 x sample.num_images training images, of any data set.
-    need, classes = 2 * cfg.sample.num_images, cfg.model.num_classes
+    need, num_classes = 2 * cfg.sample.num_images, cfg.model.num_classes
     if cfg.data.dataset == "folder":
-        check_folder(Path(cfg.data.source_dir), need, classes)
+        classes = check_folder(Path(cfg.data.source_dir), need, num_classes)
+    else:
+        classes = outputs.BUILTIN_CLASSES[cfg.data.dataset]
     splits = data.locate_and_load(cfg.data.dataset, outputs.RAW_DIR, cfg.data.source_dir, cfg.data.download,
                                   cfg.data.image_size, cfg.data.channels)
     if len(splits.train_images) < need:
         raise DataError(f"{cfg.data.dataset}: {len(splits.train_images)} training images, but the FID reference and floor "
                         f"splits need 2 x sample.num_images = {need}; lower sample.num_images")
-    info = outputs.write_prepared(splits, cfg.data.dataset)
+    info = outputs.write_prepared(splits, cfg.data.dataset, classes)
     console.print(f"prepared {info.dataset} from {splits.source}: train {info.train_images}, test {info.test_images}",
                   soft_wrap=True)
     tracking.tag_execution(cfg, {"data_source": splits.source})
 
 
-def check_folder(root: Path, need: int, num_classes: int) -> None:
+def check_folder(root: Path, need: int, num_classes: int) -> list[str]:
     """What the rest of the study needs of an image folder, from its file list alone (before any image is
-    decoded): ``need`` training images for the two real FID splits, and as many classes as the model has."""
+    decoded): ``need`` training images for the two real FID splits, and as many classes as the model has.
+    Returns the class names (the sub-folders; none for a flat folder)."""
     files, classes = data.folder_files(root)
     train = int((~data.folder_test_mask(len(files))).sum())
     if train < need:
@@ -39,3 +42,4 @@ def check_folder(root: Path, need: int, num_classes: int) -> None:
     if num_classes and num_classes != len(classes):
         raise ConfigError(f"model.num_classes: invalid value {num_classes}; expected 0 (unconditional) or "
                           f"{len(classes)} (the class sub-folders of {root})")
+    return classes

@@ -37,7 +37,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
         losses[step] = training.final_loss(training.load_checkpoint(path)["history"])
         for cell in cells:
             console.print(f"{name} at step {step}: {cell.sampler}, {cell.steps} steps")
-            out = sampling.generate(model, diffusion.respace(cell.steps), num_images=sw.num_images, batch_size=sw.batch_size,
+            out = sampling.generate(model, diffusion.respace(cell.steps, sw.spacing), num_images=sw.num_images, batch_size=sw.batch_size,
                                     image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=cell.sampler,
                                     eta=sw.eta, trajectory_images=1, trajectory_frames=2)
             feats = metrics.inception_features(out.images, cfg.evaluate.batch_size, device).numpy()

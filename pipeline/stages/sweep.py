@@ -33,7 +33,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
             for cell in cells:
                 bar.update(task, info=f"{cell.setting} {cell.steps} steps")
                 out = sampling.generate(
-                    model, diffusion.respace(cell.steps), num_images=sw.num_images, batch_size=sw.batch_size,
+                    model, diffusion.respace(cell.steps, sw.spacing), num_images=sw.num_images, batch_size=sw.batch_size,
                     image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=cell.sampler, eta=sw.eta,
                     trajectory_images=min(TRAJECTORY_IMAGES, sw.batch_size), trajectory_frames=TRAJECTORY_FRAMES,
                     labels=sampling.class_labels(sw.num_images, model.num_classes), guidance=cell.guidance,

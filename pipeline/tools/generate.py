@@ -17,7 +17,7 @@ import torch
 
 from ddpm_study import sampling, training
 from ddpm_study.config import StudyConfig, image_shape_of
-from ddpm_study.diffusion import GaussianDiffusion
+from ddpm_study.diffusion import SPACINGS, GaussianDiffusion
 from ddpm_study.samplers import SAMPLERS
 from ddpm_study.errors import CheckpointError, ConfigError
 from ddpm_study.files import write_array
@@ -40,6 +40,7 @@ class Request:
     model: Optional[str] = None  # an MLflow logged model: models:/<model id>
     sampler: Optional[str] = None
     steps: Optional[int] = None
+    spacing: Optional[str] = None
     eta: Optional[float] = None
     num_images: Optional[int] = None
     batch_size: Optional[int] = None
@@ -148,7 +149,11 @@ def generate(cfg: StudyConfig, r: Request) -> torch.Tensor:
     guidance = (s.guidance if model.num_classes else 0.0) if r.guidance is None else r.guidance
     labels = (None if not model.num_classes else
               sampling.class_labels(n, model.num_classes) if r.label is None else torch.full((n,), r.label))
-    spaced = diffusion.respace(steps)
+    spacing = r.spacing or s.spacing
+    try:
+        spaced = diffusion.respace(steps, spacing)
+    except ValueError as err:  # an unknown spacing, or one that repeats timesteps at this step count
+        raise ConfigError(f"--spacing: invalid value {spacing!r} ({err}); expected one of {', '.join(SPACINGS)}") from None
     with progress() as bar:
         task = bar.add_task(f"generate {r.schedule or r.checkpoint or r.model}", total=-(-n // batch) * steps,
                             info=f"{sampler}, {steps} steps")

@@ -97,7 +97,7 @@ def loss_figures(cfg: StudyConfig) -> tuple[str, str]:
     return _save(fig, "loss.png"), _save(fig2, "loss_by_timestep.png")
 
 
-STYLES = {"ddpm": ("-", "o"), "ddim": ("--", "s"), "sde": ("-.", "v"), "ode": (":", "D")}  # per sampler
+STYLES = {"ddpm": ("-", "o"), "ddim": ("--", "s"), "sde": ("-.", "v"), "ode": (":", "D"), "dpmpp2m": ((0, (5, 1, 1, 1)), "^")}  # per sampler
 
 
 def sweep_figure(cfg: StudyConfig, sweep: SweepMetrics, w: float = 0.0) -> str:

@@ -8,6 +8,7 @@ import pandas as pd
 from ddpm_study import schedules
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import spaced_timesteps
+from ddpm_study.samplers import model_calls
 
 from ..outputs import Anchored, Cell, EvaluateMetrics, ScoreTable, SweepMetrics, TrainSummary
 from . import findings
@@ -77,7 +78,7 @@ def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataF
                     c = sweep.cells[Cell(sampler, s, w)].scores[name]
                     row[f"{s} steps"] = findings.fmt(c.fid, c.fid_std)
                     long.append({"schedule": name, "sampler": sampler, **({"guidance": w} if conditional else {}),
-                                 "steps": s, "fid": c.fid, "fid_std": c.fid_std, "kid_mean": c.kid_mean,
+                                 "steps": s, "nfe": model_calls(sampler, s), "fid": c.fid, "fid_std": c.fid_std, "kid_mean": c.kid_mean,
                                  "kid_std": c.kid_std})
                 wide.append(row)
             for s in steps:
@@ -97,19 +98,11 @@ def guidance(cfg: StudyConfig, sweep: SweepMetrics, sampler: str, steps: int) ->
                          for name in cfg.schedule])
 
 
-# Label order of the official files (torchvision's ``classes``), for the tables' column heads.
-CLASS_NAMES = {
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"),
-    "mnist": tuple(str(d) for d in range(10)),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-}
-
-
 def per_class(cfg: StudyConfig, evaluate: EvaluateMetrics) -> pd.DataFrame:
     """FID against the whole split beside the mean intra-class FID (each class's samples against the split's
     images of that class), with the real-vs-real floor of both."""
-    pc, names = evaluate.per_class, CLASS_NAMES[cfg.data.dataset]
+    pc = evaluate.per_class
+    names = pc.names
     rows = [{"schedule": name, "FID (all classes)": findings.fmt(evaluate.table.scores[name].fid,
                                                                  evaluate.table.scores[name].fid_std),
              "mean per-class FID": f"{pc.mean(name):.1f}",

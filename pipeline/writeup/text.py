@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ddpm_study.config import StudyConfig
+from ddpm_study.samplers import REGISTRY, SAMPLERS
 from ddpm_study.uncertainty import EXACT_FID_RTOL
 
 from .. import outputs
@@ -40,13 +41,7 @@ class Inputs:
     figures: Figures
 
 
-SAMPLER_ORDER = ("ddpm", "ddim", "sde", "ode")
-SAMPLER_TEXT = {
-    "ddpm": "DDPM ancestral sampling (posterior variance β̃, x̂₀ clipped to [−1, 1])",
-    "ddim": "DDIM with eta = {eta:g}",
-    "sde": "SDE: Euler–Maruyama on the reverse-time VP-SDE (Song et al. 2021), one network call per step",
-    "ode": "ODE: Heun's method on the probability-flow ODE, two network calls per step (one on the last)",
-}
+SAMPLER_ORDER = SAMPLERS  # the registry's order and sentences (``Sampler.describe``)
 CLASS_EMBEDDING_TEXT = {
     "multiply": "a per-class gain multiplied into the features entering each decoder level (the seed notes' "
                 "context embedding), the time embedding added in every residual block",
@@ -136,7 +131,7 @@ def write_up(inputs: Inputs) -> str:
         f"({tr.steps * tr.batch_size:,} images), AdamW lr {tr.lr:g}, EMA {tr.ema_decay}; samples come from the "
         f"EMA weights. One training seed ({cfg.seed}) per schedule (more seeds: the extended study).",
         f"- **Samplers** ({', '.join(x.upper() for x in SAMPLER_ORDER if x in {*samplers, s.sampler})}): "
-        + "; ".join(SAMPLER_TEXT[x].format(eta=cfg.sweep.eta) for x in SAMPLER_ORDER if x in {*samplers, s.sampler})
+        + "; ".join(REGISTRY[x].describe(cfg.sweep.eta) for x in SAMPLER_ORDER if x in {*samplers, s.sampler})
         + ". All run on the same respaced timesteps from the same x_T; respacing keeps t = T − 1, so every run "
         "starts from noise.",
         *([f"- **Conditioning**: {cfg.model.num_classes} classes, the class embedding "
@@ -264,7 +259,7 @@ def conditional_section(inputs: Inputs) -> list[str]:
         *[f"- {line}" for line in findings.guidance_rankings(sweep, sampler, most, sorted(cfg.sweep.guidance), names)],
         "",
         "One row per class, top to bottom in label order ("
-        + ", ".join(tables.CLASS_NAMES[cfg.data.dataset]) + "); every row starts from the same noise, so a column "
+        + ", ".join(evaluate.per_class.names) + "); every row starts from the same noise, so a column "
         f"shows one x_T under each label ({cfg.sample.sampler.upper()}, {cfg.sample.steps} steps, w = "
         f"{cfg.sample.guidance:g}):",
         "",

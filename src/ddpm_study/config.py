@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .samplers import SAMPLERS
-from .diffusion import GaussianDiffusion
+from .diffusion import SPACINGS, GaussianDiffusion, spaced_timesteps
 from .errors import ConfigError
 # The sections the training loop reads live in ``hparams`` (it imports nothing of this file, so that a
 # new sampling or evaluation parameter here is no change to a trained model's lineage); re-exported.
@@ -75,6 +75,7 @@ class DiffusionConfig:
 class SampleConfig:
     sampler: str
     steps: int
+    spacing: str  # which training timesteps the steps use (``diffusion.SPACINGS``)
     eta: float
     num_images: int
     batch_size: int
@@ -84,6 +85,7 @@ class SampleConfig:
 
     def check(self, timesteps: int) -> None:
         require(self.sampler in SAMPLERS, "sample.sampler", self.sampler, f"one of {', '.join(SAMPLERS)}")
+        require(self.spacing in SPACINGS, "sample.spacing", self.spacing, f"one of {', '.join(SPACINGS)}")
         require(1 <= self.steps <= timesteps, "sample.steps", self.steps,
                  f"an integer in [1, diffusion.timesteps = {timesteps}]")
         require(self.eta >= 0, "sample.eta", self.eta, "a number >= 0")
@@ -116,6 +118,7 @@ class SweepConfig:
 
     samplers: tuple[str, ...]
     steps: tuple[int, ...]
+    spacing: str
     guidance: tuple[float, ...]
     eta: float
     num_images: int
@@ -126,6 +129,7 @@ class SweepConfig:
             require(name in SAMPLERS, f"sweep.samplers[{i}]", name, f"one of {', '.join(SAMPLERS)}")
         require(len(self.samplers) > 0 and len(set(self.samplers)) == len(self.samplers), "sweep.samplers",
                  list(self.samplers), f"a non-empty list of distinct names from: {', '.join(SAMPLERS)}")
+        require(self.spacing in SPACINGS, "sweep.spacing", self.spacing, f"one of {', '.join(SPACINGS)}")
         for i, steps in enumerate(self.steps):
             require(1 <= steps <= timesteps, f"sweep.steps[{i}]", steps,
                      f"an integer in [1, diffusion.timesteps = {timesteps}]")
@@ -213,6 +217,7 @@ class StudyConfig:
                      "[0] for an unconditional model (model.num_classes = 0)")
         self.evaluate.check(self.sample.num_images)
         self.sweep.check(self.diffusion.timesteps, self.evaluate, self.sample.num_images)
+        self._check_spacings()
         self.tracking.check()
 
     def _check_schedules(self) -> None:
@@ -238,6 +243,19 @@ class StudyConfig:
                 self.betas(name)
             except ValueError as err:  # e.g. beta_end * 1000 / T >= 1 for a very small T
                 raise ConfigError(f"{key}: {err}") from None
+
+    def _check_spacings(self) -> None:
+        """Every schedule's step counts give distinct timesteps under their spacing (karras on cosine may not)."""
+        settings = [("sample.spacing", self.sample.spacing, self.sample.steps)]
+        settings += [("sweep.spacing", self.sweep.spacing, steps) for steps in self.sweep.steps]
+        for name in self.schedule:
+            alphas_cumprod = np.cumprod(1.0 - self.betas(name))
+            for key, spacing, steps in settings:
+                try:
+                    spaced_timesteps(self.diffusion.timesteps, steps, spacing, alphas_cumprod)
+                except ValueError as err:
+                    raise ConfigError(f"{key}: invalid value {spacing!r} for schedule {name} at {steps} steps ({err}); "
+                                      f"expected one of {', '.join(SPACINGS)} that gives distinct timesteps") from None
 
     def betas(self, name: str) -> np.ndarray:
         """The float64 betas [T] of schedule ``name`` with this study's T and parameters."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from .diffusion import GaussianDiffusion, Model
@@ -32,6 +33,10 @@ class Sampler:
     calls_per_step: int  # network evaluations per step; Heun-type solvers save one on the last step
     saves_last_call: bool = False
     stochastic: bool = False
+
+    def describe(self, eta: float = 0.0) -> str:
+        """The write-ups' sentence for this sampler (``description`` with its eta filled in)."""
+        return self.description.format(eta=eta)
 
     def model_calls(self, steps: int) -> int:
         """Network evaluations of one full reverse pass over ``steps`` steps (the cost axis: NFE)."""
@@ -52,24 +57,62 @@ def register(name: str, description: str, *, calls_per_step: int = 1, saves_last
     return add
 
 
-@register("ddpm", "ancestral sampling (Ho et al. 2020, alg. 2) on the respaced steps", stochastic=True)
+@register("ddpm", "DDPM ancestral sampling (posterior variance β̃, x̂₀ clipped to [−1, 1])", stochastic=True)
 def ddpm(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
     return lambda x, i, t, noise: diffusion.p_sample(model, x, t, noise)["sample"]
 
 
-@register("ddim", "DDIM (Song et al. 2021, eq. 12) with eta; eta = 0 is deterministic")
+@register("ddim", "DDIM with eta = {eta:g}")
 def ddim(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
     return lambda x, i, t, noise: diffusion.ddim_sample(model, x, t, noise, eta)["sample"]
 
 
-@register("sde", "Euler-Maruyama on the reverse VP-SDE (Song et al. 2021b, eq. 6)", stochastic=True)
+@register("sde", "SDE: Euler–Maruyama on the reverse-time VP-SDE (Song et al. 2021), one network call per step",
+          stochastic=True)
 def sde(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
     return lambda x, i, t, noise: diffusion.sde_sample(model, x, t, noise)["sample"]
 
 
-@register("ode", "Heun on the probability-flow ODE (Karras et al. 2022, alg. 1)", calls_per_step=2, saves_last_call=True)
+@register("ode", "ODE: Heun's method on the probability-flow ODE, two network calls per step (one on the last)",
+          calls_per_step=2, saves_last_call=True)
 def ode(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
     return lambda x, i, t, noise: diffusion.ode_sample(model, x, t, noise, i)["sample"]
+
+
+@register("dpmpp2m", "DPM-Solver++(2M) (Lu et al. 2022b): multistep in λ on x̂₀ clipped to [−1, 1], one network call per step")
+def dpmpp2m(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
+    """DPM-Solver++(2M) on the (respaced) timesteps, from index S - 1 down to 0 and then to sigma = 0.
+
+    In alpha_t = sqrt(alpha_bar_t), sigma_t = sqrt(1 - alpha_bar_t), lambda_t = log(alpha_t / sigma_t) and
+    the data prediction x0_theta (clipped to [-1, 1], as this project's DDPM and DDIM clip it; diffusers'
+    ``thresholding=True, sample_max_value=1.0`` is the same clip), one step s -> t with h = lambda_t - lambda_s:
+        first order:  x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0(s)            (DDIM with eta = 0)
+        second order: x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) (D0 + D1 / 2),
+                      D0 = x0(s), D1 = (x0(s) - x0(s')) h / h', h' = lambda_s - lambda_s' (s' the step before s)
+    The first step has no history and is first order; so is the last, to sigma = 0 (where lambda = inf and the
+    update is x0 itself), as diffusers' ``final_sigmas_type="zero"`` makes it at any number of steps. One
+    network call per step; deterministic (``noise`` is unused).
+    """
+    a = diffusion.alphas_cumprod_np
+    alpha, sigma = np.sqrt(a), np.sqrt(1.0 - a)
+    lam = np.log(alpha) - np.log(sigma)
+    previous: dict[str, object] = {}
+
+    def step(x: torch.Tensor, i: int, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        x0 = diffusion.predict_eps_x0(model, x, t)[1].clamp(-1, 1)
+        if i == 0:  # to sigma = 0: alpha = 1, sigma / sigma_s = 0, e^{-h} = 0
+            return x0
+        h = lam[i - 1] - lam[i]
+        coef_x, coef_d = sigma[i - 1] / sigma[i], -alpha[i - 1] * np.expm1(-h)
+        if "x0" in previous:
+            r = (lam[i] - lam[previous["i"]]) / h  # h' / h
+            d = x0 + 0.5 / r * (x0 - previous["x0"])
+        else:
+            d = x0
+        previous.update(x0=x0, i=i)
+        return float(coef_x) * x + float(coef_d) * d
+
+    return step
 
 
 SAMPLERS = tuple(REGISTRY)
