@@ -236,3 +236,48 @@ def test_sample_loop_reproducible_and_records_frames(diffusion):
     assert len(frames) == 3  # x_T, after 5 steps, after 10 steps
     torch.testing.assert_close(frames[-1], a)
 
+
+
+# --- v-prediction (Salimans & Ho 2022): model.prediction = v ---------------------------------------------
+def test_v_conversions_are_the_closed_forms():
+    """With x_t = a x_0 + s eps (a^2 + s^2 = 1) and v = a eps - s x_0: a model that returns the exact v gives back
+    eps and x_0 exactly (to float32), and its training loss is 0."""
+    full = GaussianDiffusion(get_betas("cosine", 1000, s=0.008, max_beta=0.999), prediction="v")
+    gen = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand((6, 1, 4, 4), generator=gen) * 2 - 1, torch.randn((6, 1, 4, 4), generator=gen)
+    t = torch.tensor([0, 10, 200, 500, 900, 999])
+    x_t = full.q_sample(x0, t, eps)
+    a = torch.from_numpy(full.alphas_cumprod_np)[t].float().sqrt().reshape(-1, 1, 1, 1)
+    s = (1 - a**2).sqrt()
+    v = a * eps - s * x0
+    torch.testing.assert_close(full.v_target(x0, t, eps), v)
+    exact = lambda x, tt: v  # noqa: E731 (the network at these x_t)
+    eps_hat, x0_hat = full.predict_eps_x0(exact, x_t, t)
+    torch.testing.assert_close(eps_hat, eps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(x0_hat, x0, atol=1e-5, rtol=0)
+    assert full.training_losses(exact, x0, t, eps).max() < 1e-10
+
+
+def test_an_oracle_v_model_samples_as_the_oracle_eps_model_does():
+    """On the Gaussian toy data (tests/test_samplers.py) every sampler, fed the exact v through a v-diffusion,
+    gives the samples the exact eps gives through an eps-diffusion, from the same x_T and noise."""
+    from test_samplers import FULL, MU, S, exact_eps
+
+    from ddpm_study.samplers import SAMPLERS
+
+    eps_model = exact_eps(FULL)
+    alpha_bar = torch.from_numpy(FULL.alphas_cumprod_np)
+
+    def v_model(x, t):
+        a = alpha_bar[t].float().reshape(-1, 1, 1, 1)
+        e = eps_model(x, t)
+        x0 = (x - (1 - a).sqrt() * e) / a.sqrt()
+        return a.sqrt() * e - (1 - a).sqrt() * x0
+
+    v_full = GaussianDiffusion(FULL.betas_np, prediction="v")
+    for sampler in SAMPLERS:
+        x_T = torch.randn((512, 3, 1, 1), generator=torch.Generator().manual_seed(1))
+        ours, _ = sample_loop(FULL.respace(20), eps_model, x_T, torch.Generator().manual_seed(2), sampler=sampler)
+        theirs, _ = sample_loop(v_full.respace(20), v_model, x_T, torch.Generator().manual_seed(2), sampler=sampler)
+        torch.testing.assert_close(theirs, ours, atol=2e-4, rtol=0, msg=sampler)
+        assert (ours.mean(0) - MU[0]).abs().max() < 0.1 and S.min() > 0  # a real sample, not a constant
