@@ -79,6 +79,30 @@ def ode(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
     return lambda x, i, t, noise: diffusion.ode_sample(model, x, t, noise, i)["sample"]
 
 
+@register("ode_clip", "ODE on the clipped denoiser: Heun's method on the probability-flow ODE with the slope ε that x̂₀ "
+          "clipped to [−1, 1] implies, two network calls per step (one on the last)", calls_per_step=2, saves_last_call=True)
+def ode_clip(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
+    """``ode`` on the clipped denoiser: the network is read as x̂₀, clipped to [-1, 1], and handed to the Heun
+    step as the eps that clipped x̂₀ implies, eps_c = (x - sqrt(abar) x̂₀_c) / sqrt(1 - abar); in y = x / sqrt(abar)
+    the slope is (y - x̂₀_c) / sigma, EDM's denoiser form. Where the clip is idle it is ``ode`` itself; diffusers'
+    ``HeunDiscreteScheduler(clip_sample=True)`` is the same method (tests/test_heun_diffusers.py)."""
+    # alpha_bar by the training timestep the network is called with (respacing keeps alpha_bar's values).
+    table = torch.zeros(int(diffusion.timestep_map.max()) + 1, dtype=torch.float64)
+    table[diffusion.timestep_map] = torch.from_numpy(diffusion.alphas_cumprod_np)
+    on_device: dict[torch.device, torch.Tensor] = {}
+
+    def clipped(x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        if x.device not in on_device:
+            on_device[x.device] = table.to(x.device)
+        a = on_device[x.device][timestep].float().reshape(-1, *([1] * (x.dim() - 1)))
+        out = model(x, timestep)
+        x0 = (x - (1 - a).sqrt() * out) / a.sqrt() if diffusion.prediction == "eps" else a.sqrt() * x - (1 - a).sqrt() * out
+        return (x - a.sqrt() * x0.clamp(-1, 1)) / (1 - a).sqrt()
+
+    eps_view = GaussianDiffusion(diffusion.betas_np, diffusion.timestep_map.numpy(), prediction="eps")  # reads `clipped` as eps
+    return lambda x, i, t, noise: eps_view.ode_sample(clipped, x, t, noise, i)["sample"]
+
+
 @register("dpmpp2m", "DPM-Solver++(2M) (Lu et al. 2022b): multistep in λ on x̂₀ clipped to [−1, 1], one network call per step")
 def dpmpp2m(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> Step:
     """DPM-Solver++(2M) on the (respaced) timesteps, from index S - 1 down to 0 and then to sigma = 0.
