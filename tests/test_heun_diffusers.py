@@ -27,14 +27,25 @@ def diffusers_heun(model, betas, timesteps, x_T: torch.Tensor, clip: bool = Fals
     return x
 
 
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
-@pytest.mark.parametrize("steps", [5, 10])
-def test_ode_matches_diffusers_heun(trained, schedule, steps):  # noqa: F811
+def both(trained, schedule, steps, clip):  # noqa: F811
+    """(ours, diffusers') samples from one x_T: ``ode``/``ode_clip`` against Heun without/with ``clip_sample``, and
+    ours from that x_T times a factor (to see how far round-off alone moves them)."""
     cfg, model = trained
     spaced = GaussianDiffusion(cfg.betas(schedule)).respace(steps)
     x_T = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    ours, _ = sample_loop(spaced, model, x_T, torch.Generator().manual_seed(2), sampler="ode")
-    theirs = diffusers_heun(model, cfg.betas(schedule), spaced.timestep_map.numpy()[::-1], x_T)
+
+    def ours_from(factor=1.0):
+        return sample_loop(spaced, model, x_T * factor, torch.Generator().manual_seed(2),
+                           sampler="ode_clip" if clip else "ode")[0]
+
+    theirs = diffusers_heun(model, cfg.betas(schedule), spaced.timestep_map.numpy()[::-1], x_T, clip=clip)
+    return ours_from(), theirs, ours_from
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("steps", [5, 10])
+def test_ode_matches_diffusers_heun(trained, schedule, steps):  # noqa: F811
+    ours, theirs, _ = both(trained, schedule, steps, clip=False)
     # Relative to the samples' size: unclipped, the ODE on the cosine schedule starts at sigma_T ~ 2e4 and these
     # barely trained models carry their eps error to samples of size ~1e4 — in both implementations alike.
     scale = max(1.0, float(ours.abs().max()))
@@ -45,11 +56,7 @@ def test_ode_matches_diffusers_heun(trained, schedule, steps):  # noqa: F811
 @pytest.mark.parametrize("steps", [5, 10])
 def test_ode_clip_matches_diffusers_heun_with_clip_sample(trained, schedule, steps):  # noqa: F811
     """The clipped denoiser: diffusers clips its x̂₀ (``clip_sample=True``) and steps with the slope it implies."""
-    cfg, model = trained
-    spaced = GaussianDiffusion(cfg.betas(schedule)).respace(steps)
-    x_T = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    ours, _ = sample_loop(spaced, model, x_T, torch.Generator().manual_seed(2), sampler="ode_clip")
-    theirs = diffusers_heun(model, cfg.betas(schedule), spaced.timestep_map.numpy()[::-1], x_T, clip=True)
+    ours, theirs, ours_from = both(trained, schedule, steps, clip=True)
     def agree(u, v):
         return ((u - v).abs() < 1e-3).float().mean().item()
 
@@ -60,7 +67,7 @@ def test_ode_clip_matches_diffusers_heun_with_clip_sample(trained, schedule, ste
         # there) decides on which side of the clip a pixel's x̂₀ lands, and the clip makes that another path. So
         # the two implementations agree as well as ours agrees with itself from x_T * (1 + 1e-6) (measured: 50 %
         # and 84 % of the pixels at 5 and 10 steps, against 57 % and 85 %): chaos in the method, not a difference.
-        itself, _ = sample_loop(spaced, model, x_T * (1 + 1e-6), torch.Generator().manual_seed(2), sampler="ode_clip")
+        itself = ours_from(1 + 1e-6)
         assert agree(ours, theirs) > agree(ours, itself) - 0.1, (agree(ours, theirs), agree(ours, itself))
     assert ours.abs().max() < 2  # no blow-up: the clip keeps every x̂₀ in range
 
