@@ -220,7 +220,9 @@ def train_for(fit: Callable[[int], Sampler], budget_s: float, calibration_steps:
     is kept and comes last in the returned attempts (each with steps, train_s and what predicted them).
     """
     (_, short_s), (_, long_s) = (timed(lambda: fit(n), device) for n in (calibration_steps, 2 * calibration_steps))
-    step_s = max(long_s - short_s, 1e-6) / calibration_steps
+    # The difference is the time of c steps; with c small it can drown in the machine's noise (a busy CPU made it
+    # 0 once, and 1e-6 s per step meant millions of steps): never below a fifth of the long run's mean per step.
+    step_s = max(long_s - short_s, 0.2 * long_s / 2) / calibration_steps
     setup_s = max(short_s - calibration_steps * step_s, 0.0)
     steps = max(1, round((budget_s - setup_s) / step_s))
     attempts, best = [], None

@@ -323,7 +323,10 @@ def test_sampling_steps_read_nothing_back_and_copy_nothing(tmp_path):
         with traffic:
             sample_loop(spaced, model, x_T, torch.Generator().manual_seed(1), sampler=sampler,
                         on_step=traffic.step_done)
-        assert all(c == {"reads": 0, "moves": 0} for _, c in traffic.per_step), (sampler, traffic.per_step)
+        # A sampler may copy its own tables to the device once per pass, in its first step (``ode_clip``'s
+        # eps view of the process); every later step copies and reads back nothing.
+        first, *later = [c for _, c in traffic.per_step]
+        assert first["reads"] == 0 and all(c == {"reads": 0, "moves": 0} for c in later), (sampler, traffic.per_step)
 
 
 def test_the_fused_ema_is_the_per_parameter_lerp_bit_for_bit():

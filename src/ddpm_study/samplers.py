@@ -87,8 +87,9 @@ def ode_clip(diffusion: GaussianDiffusion, model: Model, eta: float = 0.0) -> St
     the slope is (y - x̂₀_c) / sigma, EDM's denoiser form. Where the clip is idle it is ``ode`` itself; diffusers'
     ``HeunDiscreteScheduler(clip_sample=True)`` is the same method (tests/test_heun_diffusers.py)."""
     # alpha_bar by the training timestep the network is called with (respacing keeps alpha_bar's values).
-    table = torch.zeros(int(diffusion.timestep_map.max()) + 1, dtype=torch.float64)
-    table[diffusion.timestep_map] = torch.from_numpy(diffusion.alphas_cumprod_np)
+    timesteps = diffusion.timestep_map.numpy()  # host arrays: built before the loop, copied to the device once
+    table = torch.zeros(int(timesteps.max()) + 1, dtype=torch.float64)
+    table[torch.from_numpy(timesteps)] = torch.from_numpy(diffusion.alphas_cumprod_np)
     on_device: dict[torch.device, torch.Tensor] = {}
 
     def clipped(x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
