@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ddpm_study.config import StudyConfig  # noqa: E402
-from ddpm_study.samplers import model_calls  # noqa: E402
+from ddpm_study.samplers import model_calls, steps_within  # noqa: E402
 from ddpm_study.training import build_model  # noqa: E402
 
 H200_BF16_MATMUL = 788e12  # FLOP/s, read on this workplace's H200 (KINDS.md)
@@ -46,10 +46,10 @@ LARGE_MODEL = {"model.base_channels": 64, "model.channel_mults": [1, 2, 2], "mod
 CONFIGS = {
     "gpu-30min": {**LARGE_MODEL, "train.steps": 16000, "sample.num_images": 2000, "sample.steps": 100,
                   "sample.batch_size": 1000, "evaluate.batch_size": 250, "evaluate.kid_subset_size": 1000,
-                  "sweep.steps": [10, 20, 50, 100], "sweep.num_images": 2000, "sweep.batch_size": 1000},
+                  "sweep.nfe": [10, 20, 50, 100], "sweep.num_images": 2000, "sweep.batch_size": 1000},
     "gpu-2h": {**LARGE_MODEL, "train.steps": 40000, "sample.num_images": 5000, "sample.steps": 1000,
                "sample.batch_size": 1000, "evaluate.batch_size": 250, "evaluate.kid_subset_size": 1000,
-               "sweep.steps": [10, 20, 50, 100, 250], "sweep.num_images": 5000, "sweep.batch_size": 1000},
+               "sweep.nfe": [10, 20, 50, 100, 250], "sweep.num_images": 5000, "sweep.batch_size": 1000},
 }
 
 
@@ -87,8 +87,8 @@ def budget(name: str, overrides: dict, fraction: float) -> dict:
     flops = {
         "train": 3 * f_unet * cfg.train.batch_size * cfg.train.steps * k,
         "sample": f_unet * s.num_images * model_calls(s.sampler, s.steps) * k,
-        "sweep": sum(f_unet * sw.num_images * model_calls(x, n) for x in sw.samplers for n in sw.steps) * k,
-        "features": f_inc * (2 * s.num_images + k * (s.num_images + len(sw.samplers) * len(sw.steps) * sw.num_images)),
+        "sweep": sum(f_unet * sw.num_images * model_calls(x, steps_within(x, n)) for x in sw.samplers for n in sw.nfe) * k,
+        "features": f_inc * (2 * s.num_images + k * (s.num_images + len(sw.samplers) * len(sw.nfe) * sw.num_images)),
     }
     rate = H200_BF16_MATMUL * fraction
     total = sum(flops.values())

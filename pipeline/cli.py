@@ -94,6 +94,7 @@ def generate(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="Any sampler sample.sampler accepts (default: sample.sampler)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Respaced sampling steps (default: sample.steps)."),
     spacing: Optional[str] = typer.Option(None, "--spacing", help="Which timesteps: any value sample.spacing accepts (default: sample.spacing)."),
+    sigma_max: Optional[float] = typer.Option(None, "--sigma-max", help="Start at sigma <= this, 0 = at t = T (default: sample.sigma_max)."),
     eta: Optional[float] = typer.Option(None, "--eta", help="DDIM's eta (default: sample.eta)."),
     num_images: Optional[int] = typer.Option(None, "--num-images", help="Default: sample.num_images."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Default: sample.batch_size (the noise of a batch depends on it)."),
@@ -106,7 +107,7 @@ def generate(
     if sum(x is not None for x in (schedule, checkpoint, model)) != 1:
         _fail("--schedule, --checkpoint or --model: give exactly one")
     _run(f"{__package__}.tools.generate", params, request=dict(
-        out=out, schedule=schedule, checkpoint=checkpoint, model=model, sampler=sampler, steps=steps, spacing=spacing, eta=eta, num_images=num_images,
+        out=out, schedule=schedule, checkpoint=checkpoint, model=model, sampler=sampler, steps=steps, spacing=spacing, sigma_max=sigma_max, eta=eta, num_images=num_images,
         batch_size=batch_size, guidance=guidance, label=label, seed=seed))
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ddpm_study import samplers
 from ddpm_study.files import atomic_path, read_array, write_array, write_json, write_text
 
 PARAMS = Path("params.yaml")  # input of every stage; not written by any
@@ -242,12 +243,17 @@ def read_sample_info(schedule: str) -> SampleInfo:
 # --- scores (the evaluate and score_sweep files share them) -----------------------------------------
 @dataclass(frozen=True)
 class Scores:
-    """FID with its jackknife std, KID with its std over subsets (field order: the TSV columns)."""
+    """FID with its jackknife std, KID with its std over subsets, precision and recall (Kynkäänniemi et al., k = 3,
+    on the same Inception features) with their jackknife stds (field order: the TSV columns)."""
 
     fid: float
     kid_mean: float
     kid_std: float
     fid_std: float
+    precision: Optional[float] = None  # None: scored before precision/recall were
+    precision_std: Optional[float] = None
+    recall: Optional[float] = None
+    recall_std: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -358,7 +364,7 @@ def read_evaluate_metrics() -> EvaluateMetrics:
     return EvaluateMetrics(**anchors, table=ScoreTable.from_json(d, skip=[*anchors, "per_class"]), per_class=per_class)
 
 
-# --- sweep: samples and Inception features per schedule x sampler x steps ---------------------------
+# --- sweep: samples and Inception features per schedule x sampler x NFE -----------------------------
 SWEEP_DIR = Path("sweep")
 SWEEP_OUTS = (SWEEP_DIR,)
 SWEEP_ARRAYS = ("images", "trajectory", "features")
@@ -366,11 +372,22 @@ SWEEP_ARRAYS = ("images", "trajectory", "features")
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One setting of the sweep. ``key`` ("ddim_10"; guided: "ddpm_w3_10") names it in files and metrics, built only here."""
+    """One setting of the sweep. ``key`` ("ddim_10"; guided: "ddpm_w3_10") names it in files and metrics, built only here.
+
+    ``nfe`` is the budget of network calls per sample; the sampler runs ``steps`` steps, the most that fit
+    (``samplers.steps_within``: 10 NFE are 10 DDPM steps or 5 Heun steps, 9 calls), and ``calls`` are what they cost."""
 
     sampler: str
-    steps: int
+    nfe: int
     guidance: float = 0.0  # classifier-free guidance weight (conditional models)
+
+    @property
+    def steps(self) -> int:
+        return samplers.steps_within(self.sampler, self.nfe)
+
+    @property
+    def calls(self) -> int:
+        return samplers.model_calls(self.sampler, self.steps)
 
     @property
     def setting(self) -> str:
@@ -379,17 +396,18 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return f"{self.setting}_{self.steps}"
+        return f"{self.setting}_{self.nfe}"
 
     @classmethod
     def from_key(cls, key: str) -> "Cell":
-        sampler, *guidance, steps = key.split("_")
-        return cls(sampler, int(steps), float(guidance[0][1:]) if guidance else 0.0)
+        sampler, nfe = key.rsplit("_", 1)
+        sampler, *guidance = sampler.split("_w") if "_w" in sampler else (sampler,)
+        return cls(sampler, int(nfe), float(guidance[0]) if guidance else 0.0)
 
 
-def sweep_cells(samplers: Sequence[str], steps: Sequence[int], guidance: Sequence[float] = (0.0,)) -> list[Cell]:
-    """Every (sampler, steps, guidance) of the sweep, sampler by sampler, then guidance as given, steps ascending."""
-    return [Cell(sampler, s, w) for sampler in samplers for w in guidance for s in sorted(steps)]
+def sweep_cells(samplers: Sequence[str], nfe: Sequence[int], guidance: Sequence[float] = (0.0,)) -> list[Cell]:
+    """Every (sampler, NFE, guidance) of the sweep, sampler by sampler, then guidance as given, NFE ascending."""
+    return [Cell(sampler, n, w) for sampler in samplers for w in guidance for n in sorted(nfe)]
 
 
 def sweep_array(schedule: str, cell: Cell, kind: str) -> Path:
@@ -418,6 +436,10 @@ SCORE_SWEEP_OUTS = (SWEEP_METRICS, SWEEP_PLOTS_DIR)
 class SweepMetrics(Anchored):
     eta: float
     cells: dict[Cell, ScoreTable]
+    # Per schedule, every cell against one baseline cell (``baseline_cell``: DDPM at the most NFE), paired over the
+    # shared x_T by one jackknife per schedule: FID(cell) - FID(baseline). Empty without a baseline.
+    baseline: Optional[Cell] = None
+    versus_baseline: dict[str, dict[Cell, Pair]] = dataclasses.field(default_factory=dict)
 
     def rows(self, schedule: str) -> Iterator[tuple[Cell, Scores]]:
         """One schedule's scores, cell by cell."""
@@ -432,20 +454,39 @@ def sweep_plot(schedule: str, setting: str) -> Path:
 
 
 def write_sweep_metrics(m: SweepMetrics, schedules: Sequence[str], samplers: Sequence[str]) -> None:
-    """metrics/sweep.json, and per schedule and setting the FID/KID-against-steps table ``dvc plots`` draws."""
+    """metrics/sweep.json, and per schedule and setting the FID/KID-against-NFE table ``dvc plots`` draws."""
     settings = list(dict.fromkeys(cell.setting for cell in m.cells if cell.sampler in samplers))
     for name in schedules:
         for setting in settings:
-            rows = [{"steps": cell.steps, **dataclasses.asdict(s)} for cell, s in m.rows(name) if cell.setting == setting]
+            rows = [{"nfe": cell.nfe, "steps": cell.steps, **dataclasses.asdict(s)}
+                    for cell, s in m.rows(name) if cell.setting == setting]
             _write_tsv(sweep_plot(name, setting), pd.DataFrame(rows))
+    versus = ({"baseline": m.baseline.key, **{name: {cell.key: dataclasses.asdict(p) for cell, p in pairs.items()}
+                                             for name, pairs in m.versus_baseline.items()}} if m.baseline else {})
     write_json(SWEEP_METRICS, {**m.anchors_json(), "eta": m.eta,
-                               "cells": {cell.key: table.to_json() for cell, table in m.cells.items()}})
+                               "cells": {cell.key: table.to_json() for cell, table in m.cells.items()},
+                               "versus_baseline": versus})
+
+
+def main_guidance(sample_guidance: float, sweep_guidance: Sequence[float]) -> float:
+    """The guidance weight the sweep's findings are read at: the main setting's when the sweep has it, else the
+    sweep's first (0 for unconditional models, whose only weight it is)."""
+    return sample_guidance if sample_guidance in sweep_guidance else sweep_guidance[0]
+
+
+def baseline_cell(samplers: Sequence[str], nfe: Sequence[int], guidance: float = 0.0) -> Optional[Cell]:
+    """The sweep's reference cell for cross-sampler comparisons: DDPM at the most NFE (None without DDPM)."""
+    return Cell("ddpm", max(nfe), guidance) if "ddpm" in samplers else None
 
 
 def read_sweep_metrics() -> SweepMetrics:
     d = _read_json(SWEEP_METRICS)
     cells = sorted(((Cell.from_key(k), ScoreTable.from_json(t)) for k, t in d["cells"].items()), key=lambda c: c[0])
-    return SweepMetrics(**Anchored.anchors_from_json(d), eta=d["eta"], cells=dict(cells))
+    versus = dict(d.get("versus_baseline", {}))
+    baseline = Cell.from_key(versus.pop("baseline")) if "baseline" in versus else None
+    return SweepMetrics(**Anchored.anchors_from_json(d), eta=d["eta"], cells=dict(cells), baseline=baseline,
+                        versus_baseline={name: {Cell.from_key(k): Pair(**p) for k, p in pairs.items()}
+                                         for name, pairs in versus.items()})
 
 
 # --- report: the write-up ---------------------------------------------------------------------------

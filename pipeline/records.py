@@ -52,10 +52,10 @@ def record_evaluate(run: ScheduleRun, schedule: str, fill: bool = False) -> None
 
 
 def record_score_sweep(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
-    """``sweep/<sampler>/<score>`` (guided: ``sweep/<sampler>_w<w>/...``), MLflow's step axis the number of sampling steps."""
+    """``sweep/<sampler>/<score>`` (guided: ``sweep/<sampler>_w<w>/...``), MLflow's step axis the network calls per sample (NFE)."""
     for cell, scores in outputs.read_sweep_metrics().rows(schedule):
         run.log_metrics({f"sweep/{cell.setting}/{k}": v for k, v in dataclasses.asdict(scores).items()},
-                        step=cell.steps, fill=fill)
+                        step=cell.nfe, fill=fill)
 
 
 RECORDS: dict[str, Callable[..., None]] = {

@@ -16,7 +16,7 @@ from typing import Generic, Hashable, Mapping, TypeVar
 import numpy as np
 import torch
 
-from ddpm_study import baselines, data, metrics, sampling, uncertainty
+from ddpm_study import baselines, data, metrics, precision_recall, sampling, uncertainty
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
@@ -24,7 +24,7 @@ from . import outputs
 from .outputs import Pair, PerClass, Scores, ScoreTable
 
 # Fixed, independent jackknife group assignments per use (numpy seeds from the pair (seed, stream)).
-FLOOR_STREAM, EVALUATE_STREAM, CEILING_STREAM, SWEEP_STREAMS = 0, 1, 2, 100
+FLOOR_STREAM, EVALUATE_STREAM, CEILING_STREAM, SWEEP_STREAMS, SWEEP_BASELINE_STREAMS = 0, 1, 2, 100, 500
 LONGER_STREAM, CROSS_STREAMS = 700, 800  # the extended study's: score_longer, score_cross (+ setting index)
 
 K = TypeVar("K", bound=Hashable)
@@ -37,6 +37,7 @@ class Jackknifed(Generic[K]):
 
     fid: dict[K, float]
     replicates: dict[K, np.ndarray]  # [2, groups]
+    stream: int  # the jackknife groups' stream: (seed, stream) draws them
 
     def std(self, key: K) -> float:
         return uncertainty.jackknife_std(self.replicates[key])
@@ -49,17 +50,22 @@ class Jackknifed(Generic[K]):
 def jackknifed(cfg: StudyConfig, generated: Mapping[K, np.ndarray], reference: np.ndarray, stream: int) -> Jackknifed[K]:
     points, replicates = uncertainty.jackknife(reference, generated, cfg.evaluate.jackknife_groups, (cfg.seed, stream),
                                                device=resolve_device(cfg.device))
-    return Jackknifed(points, replicates)
+    return Jackknifed(points, replicates, stream)
 
 
 def _scores(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, jack: Jackknifed[str]) -> dict[str, Scores]:
-    """Point FID (the exact fast form, equal to torch-fidelity's) and its jackknife std, torch-fidelity's KID."""
+    """Point FID (the exact fast form, equal to torch-fidelity's) and its jackknife std, torch-fidelity's KID,
+    precision and recall with jackknife stds over the FID's own groups (``precision_recall``)."""
     e = cfg.evaluate
+    pr, pr_reps = precision_recall.jackknife_precision_recall(reference, generated, e.jackknife_groups,
+                                                              (cfg.seed, jack.stream))
     out = {}
     for name, features in generated.items():
         kid_mean, kid_std = metrics.kid(torch.from_numpy(features), torch.from_numpy(reference), e.kid_subset_size,
                                         e.kid_subsets, cfg.seed)
-        out[name] = Scores(fid=jack.fid[name], kid_mean=kid_mean, kid_std=kid_std, fid_std=jack.std(name))
+        out[name] = Scores(fid=jack.fid[name], kid_mean=kid_mean, kid_std=kid_std, fid_std=jack.std(name),
+                           **{m: pr[name][m] for m in precision_recall.METRICS},
+                           **{f"{m}_std": uncertainty.jackknife_std(pr_reps[name][m]) for m in precision_recall.METRICS})
     return out
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["-S", "schedule=[linear,cosine]", "-S", "device=cuda", "-S", "train.steps=200", "-S", "train.log_every=20",
          "-S", "train.checkpoint_every=100", "-S", "sample.num_images=200", "-S", "sample.steps=20",
          "-S", "evaluate.kid_subset_size=100", "-S", "sweep.num_images=100", "-S", "sweep.batch_size=100",
-         "-S", "sweep.steps=[10,20]"]
+         "-S", "sweep.nfe=[10,20]"]
 
 
 def run(cmd: list[str], cwd: Path = ROOT, timeout: int = 1800) -> dict:

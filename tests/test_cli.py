@@ -212,6 +212,8 @@ def test_generate_draws_the_sample_stages_images_and_any_other_setting(project):
     assert other.exit_code == 0, other.output
     ddim = np.load("out/ddim.npy")
     assert ddim.shape == (5, *staged.shape[1:]) and ddim.dtype == np.uint8 and not np.array_equal(ddim, staged[:5])
+    bounded = generate("--schedule", "linear", "--num-images", "5", "--sigma-max", "80", "--out", "out/bounded.npy")
+    assert bounded.exit_code == 0 and not np.array_equal(np.load("out/bounded.npy"), staged[:5]), bounded.output
     grid = generate("--schedule", "linear", "--num-images", "4", "--out", "out/grid.png")
     assert grid.exit_code == 0 and Path("out/grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -221,6 +223,9 @@ def test_generate_draws_the_sample_stages_images_and_any_other_setting(project):
     (["--schedule", "linear", "--sampler", "euler", "--out", "x.npy"], ["--sampler: invalid value 'euler'", "ddim"]),
     (["--schedule", "linear", "--steps", "0", "--out", "x.npy"], ["--steps: invalid value 0", "[1, 1000]"]),
     (["--schedule", "linear", "--class", "3", "--out", "x.npy"], ["--class: invalid value 3", "unconditional"]),
+    (["--schedule", "linear", "--sigma-max", "-1", "--out", "x.npy"], ["--sigma-max: invalid value -1", ">= 0"]),
+    (["--schedule", "linear", "--sigma-max", "0.001", "--out", "x.npy"], ["--sigma-max: invalid value 0.001",
+                                                                          "no timestep is left"]),
     (["--schedule", "nonsense", "--out", "x.npy"], ["--schedule: invalid value 'nonsense'", "cosine"]),
     (["--out", "x.npy"], ["--schedule, --checkpoint or --model"]),
     (["--checkpoint", "missing.pt", "--out", "x.npy"], ["missing.pt"]),

@@ -72,8 +72,12 @@ BAD = [
     ("evaluate.jackknife_groups", 600, ["evaluate.jackknife_groups", "600"]),
     ("sweep.samplers", ["ddpm", "euler"], ["sweep.samplers[1]", "'euler'", "ddpm, ddim"]),
     ("sweep.samplers", ["ddim", "ddim"], ["sweep.samplers", "distinct"]),
-    ("sweep.steps", [10, 0], ["sweep.steps[1]", "0", "[1, diffusion.timesteps = 1000]"]),
-    ("sweep.steps", [], ["sweep.steps", "non-empty"]),
+    ("sweep.nfe", [10, 0], ["sweep.nfe[1]", "0", "[1, diffusion.timesteps = 1000]"]),
+    ("sweep.nfe", [], ["sweep.nfe", "non-empty"]),
+    ("sweep.steps", [10], ["sweep.steps", "unknown key", "nfe"]),
+    ("sample.sigma_max", -1.0, ["sample.sigma_max", "-1", ">= 0"]),
+    ("sample.sigma_max", 0.001, ["sample.sigma_max", "0.001", "linear", "no timestep is left", "80 (EDM)"]),
+    ("sweep.sigma_max", 0.001, ["sweep.sigma_max", "0.001", "no timestep is left"]),
     ("sweep.num_images", 5000, ["sweep.num_images", "5000", "sample.num_images = 500"]),
     ("sweep.num_images", 20, ["sweep.num_images", "20", "evaluate.jackknife_groups) = 100"]),
     ("sweep.eta", -0.5, ["sweep.eta", ">= 0"]),
@@ -149,7 +153,7 @@ def test_lineage_ignores_other_schedules_and_tracking():
     assert fingerprint(lineage.training(a, "linear")) == fingerprint(lineage.training(c, "linear"))
     assert fingerprint(lineage.schedule(a, "linear")) != fingerprint(lineage.schedule(c, "linear"))
     p4 = copy.deepcopy(p)
-    p4["sweep"]["steps"] = [5, 500]
+    p4["sweep"]["nfe"] = [5, 500]
     p4["evaluate"]["jackknife_groups"] = 20
     d = StudyConfig.from_dict(p4)  # evaluation settings never invalidate trained models
     assert fingerprint(lineage.training(a, "linear")) == fingerprint(lineage.training(d, "linear"))

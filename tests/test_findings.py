@@ -4,7 +4,7 @@ import numpy as np
 
 from conftest import default_params
 from ddpm_study import schedules
-from pipeline.outputs import Anchored, Cell, Pair, Scores, ScoreTable, SweepMetrics
+from pipeline.outputs import Anchored, Cell, EvaluateMetrics, Pair, Scores, ScoreTable, SweepMetrics
 from pipeline.writeup import findings, tables
 
 
@@ -81,6 +81,60 @@ def test_sampler_gap():
         "FID(DDIM) − FID(DDPM) ranges from -10.0 to +5.0: neither sampler is better everywhere.")
     cells[Cell("ddim", 10)] = table({"linear": 95.0, "cosine": 85.0}, {})
     assert "DDPM is better than DDIM at every schedule" in findings.sampler_gap(sw, ["linear", "cosine"], [10])
+
+
+def versus_sweep(diffs: dict[Cell, float], std: float = 1.0) -> SweepMetrics:
+    """One schedule's cells against DDPM at 100 NFE: the given paired differences."""
+    base = Cell("ddpm", 100)
+    cells = {c: table({"linear": 50.0 + d}, {}) for c, d in {**diffs, base: 0.0}.items()}
+    versus = {"linear": {c: Pair(diff=d, std=std, within_noise=abs(d) <= 2 * std) for c, d in {**diffs, base: 0.0}.items()}}
+    return SweepMetrics(num_images=200, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, eta=0.0, cells=cells,
+                        baseline=base, versus_baseline=versus)
+
+
+def test_the_cheapest_match_counts_network_calls_and_reports_the_deterministic_samplers():
+    sw = versus_sweep({Cell("ddpm", 10): 5.0, Cell("ddpm", 20): 1.5, Cell("ode_clip", 20): -0.5, Cell("ddim", 20): 3.0})
+    text = findings.cheapest_match(sw, ["linear"], ["ddim", "ode_clip"])
+    # ODE_CLIP at a 20-NFE budget makes 19 calls: cheaper than DDPM's 20, and better than the baseline.
+    assert "linear: ODE_CLIP at 19 NFE (-0.5 ± 1.0)" in text and "some match it" in text
+    sw = versus_sweep({Cell("ddpm", 20): 1.5, Cell("ddim", 20): 3.0, Cell("ddim", 50): 2.5})
+    text = findings.cheapest_match(sw, ["linear"], ["ddim"])
+    assert "linear: DDPM at 20 NFE (+1.5 ± 1.0)" in text
+    assert "none matches it at any NFE" in text and "linear DDIM at 50 NFE, +2.5 ± 1.0" in text
+    assert "linear: none" in findings.cheapest_match(versus_sweep({Cell("ddpm", 20): 9.0}), ["linear"], [])
+
+
+def test_the_sampler_reorders_schedules_only_beyond_noise():
+    def at(ddpm_diff, ddim_diff):
+        cells = {Cell(x, 10): table({"linear": 50.0 + d, "cosine": 50.0}, {"linear-cosine": 1.0})
+                 for x, d in (("ddpm", ddpm_diff), ("ddim", ddim_diff))}
+        return SweepMetrics(num_images=200, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, eta=0.0, cells=cells)
+    names, samplers = ["linear", "cosine"], ["ddpm", "ddim"]
+    assert "linear and cosine at 10 NFE" in findings.ranking_by_sampler(at(3.0, -3.0), names, samplers, [10])
+    assert "does not reorder" in findings.ranking_by_sampler(at(3.0, -1.0), names, samplers, [10])
+    assert "does not reorder" in findings.ranking_by_sampler(at(3.0, 4.0), names, samplers, [10])
+
+
+def test_the_literature_check_reads_the_sign_of_the_few_step_gap():
+    def at(ddim, dpm):
+        cells = {Cell(x, n): table({"linear": f}, {}) for n in (10, 20)
+                 for x, f in (("ddpm", 80.0), ("ddim", 80.0 + ddim), ("dpmpp2m", 80.0 + ddim + dpm))}
+        return SweepMetrics(num_images=200, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, eta=0.0, cells=cells)
+    lines = findings.literature_samplers(at(25.0, -2.0), ["linear"], ["ddpm", "ddim", "dpmpp2m"])
+    assert "η = 0 13.36 against η = 1 (DDPM) 41.07, a gap of -27.7" in lines[0] and "**disagree**" in lines[0]
+    assert "4.7 at 10 NFE, 2.87 at 20 NFE" in lines[1] and "small or absent here" in lines[1]
+    lines = findings.literature_samplers(at(-25.0, -10.0), ["linear"], ["ddpm", "ddim", "dpmpp2m"])
+    assert "**agree**" in lines[0] and "leads here too" in lines[1]
+
+
+def test_precision_recall_summary_orders_by_recall_beside_the_floor():
+    pr = lambda p, r: Scores(fid=50.0, kid_mean=0.0, kid_std=0.0, fid_std=1.0, precision=p, precision_std=0.02,  # noqa: E731
+                             recall=r, recall_std=0.03)
+    ev = EvaluateMetrics(num_images=500, jackknife_groups=50, real_vs_real=pr(0.8, 0.79), ceilings={},
+                         table=ScoreTable({"linear": pr(0.7, 0.4), "cosine": pr(0.6, 0.5)}, {}))
+    assert findings.precision_recall_summary(ev, ["linear", "cosine"]) == (
+        "**Precision / recall** at the main setting (fidelity / diversity, Inception features, k = 3): cosine 60 ± 2% / "
+        "50 ± 3%, linear 70 ± 2% / 40 ± 3%; real vs real 80 ± 2% / 79 ± 3%.")
 
 
 def test_spread_ratios_quote_the_cases_with_fewer_samples_than_dimensions():

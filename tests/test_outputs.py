@@ -32,6 +32,17 @@ def test_cell_key_round_trips_and_orders_by_steps():
     assert sorted([Cell("ddim", 100), Cell("ddim", 20)]) == [Cell("ddim", 20), Cell("ddim", 100)]  # not "100" < "20"
 
 
+def test_a_cell_is_a_budget_of_network_calls():
+    """10 NFE: 10 one-call steps, or 5 Heun steps (9 calls: the last step makes one); a sampler whose name holds
+    an underscore keeps it in the key."""
+    assert (Cell("ddpm", 10).steps, Cell("ddpm", 10).calls) == (10, 10)
+    assert (Cell("ode_clip", 10).steps, Cell("ode_clip", 10).calls) == (5, 9)
+    assert (Cell("ode", 5).steps, Cell("ode", 5).calls) == (3, 5)
+    assert (Cell("ode", 1).steps, Cell("ode", 1).calls) == (1, 1)
+    for cell in (Cell("ode_clip", 10), Cell("ode_clip", 20, -1.0), Cell("dpmpp2m", 5, 3.0)):
+        assert Cell.from_key(cell.key) == cell
+
+
 def test_pair_either_order():
     assert table().pair("cosine", "linear") == Pair(diff=-4.5, std=1.0, within_noise=False)
 
@@ -43,21 +54,25 @@ def test_evaluate_metrics_round_trip_and_layout(in_tmp):
     assert outputs.read_evaluate_metrics() == m
     on_disk = json.loads(outputs.EVALUATE_METRICS.read_text())
     assert set(on_disk) == {"num_images", "jackknife_groups", "real_vs_real", "ceilings", "linear", "cosine", "pairs"}
-    assert on_disk["linear"] == {"fid": 60.0, "fid_std": 1.5, "kid_mean": 0.01, "kid_std": 0.002}
+    assert on_disk["linear"] == {"fid": 60.0, "fid_std": 1.5, "kid_mean": 0.01, "kid_std": 0.002, "precision": None,
+                                 "precision_std": None, "recall": None, "recall_std": None}
     assert on_disk["pairs"] == {"linear-cosine": {"diff": 4.5, "std": 1.0, "within_noise": False}}
 
 
 def test_sweep_metrics_round_trip_layout_and_plots(in_tmp):
     cells = {Cell("ddpm", 10): table(), Cell("ddpm", 100): table(), Cell("ddim", 10): table()}
+    versus = {name: {c: Pair(diff=float(i), std=1.0, within_noise=i < 2) for i, c in enumerate(cells)}
+              for name in ("linear", "cosine")}
     m = outputs.SweepMetrics(num_images=200, jackknife_groups=50, real_vs_real=scores(45.0), ceilings={}, eta=0.0,
-                             cells=cells)
+                             cells=cells, baseline=Cell("ddpm", 100), versus_baseline=versus)
     outputs.write_sweep_metrics(m, ["linear", "cosine"], ["ddpm", "ddim"])
     back = outputs.read_sweep_metrics()
-    assert back.cells == cells and back.eta == 0.0 and back.real_vs_real == m.real_vs_real
+    assert back == m and back.cells == cells and back.eta == 0.0 and back.real_vs_real == m.real_vs_real
+    assert json.loads(outputs.SWEEP_METRICS.read_text())["versus_baseline"]["baseline"] == "ddpm_100"
     assert sorted(json.loads(outputs.SWEEP_METRICS.read_text())["cells"]) == ["ddim_10", "ddpm_10", "ddpm_100"]
-    assert [c.steps for c, _ in back.rows("cosine") if c.sampler == "ddpm"] == [10, 100]
+    assert [c.nfe for c, _ in back.rows("cosine") if c.sampler == "ddpm"] == [10, 100]
     plot = outputs.sweep_plot("cosine", "ddpm").read_text().splitlines()
-    assert plot[0] == "steps\tfid\tkid_mean\tkid_std\tfid_std" and [r.split("\t")[0] for r in plot[1:]] == ["10", "100"]
+    assert plot[0] == "nfe\tsteps\tfid\tkid_mean\tkid_std\tfid_std\tprecision\tprecision_std\trecall\trecall_std" and [r.split("\t")[0] for r in plot[1:]] == ["10", "100"]
 
 
 def test_train_outputs_round_trip(in_tmp):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def studied(tmp_path_factory, torch_home, fashion_mnist_dir):
     """A repository in which `dvc repro` ran the tiny study, its results committed."""
     params = tiny_params()
-    params["sweep"].update(samplers=["ddpm", "ddim"], steps=[2, 4])
+    params["sweep"].update(samplers=["ddpm", "ddim"], nfe=[2, 4])
     repo, env = make_repo(tmp_path_factory.mktemp("study"), params, torch_home)
     sh("dvc repro", repo, env)
     sh("git add -A && git commit -qm study", repo, env)
@@ -50,14 +50,21 @@ def test_dvc_repro_runs_the_study(study):
     assert all(evaluate[n]["fid_std"] > 0 for n in schedules) and evaluate["real_vs_real"]["fid_std"] > 0
     assert len(evaluate["pairs"]) == 6 and {"diff", "std", "within_noise"} <= set(evaluate["pairs"]["linear-cosine"])
     assert set(evaluate["ceilings"]) == {"gaussian_noise", "mean_image"}
+    # Precision and recall with jackknife stds beside every FID (torch-fidelity's values: tests/test_precision_recall.py).
+    for row in (*(evaluate[n] for n in schedules), evaluate["real_vs_real"]):
+        assert 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1 and row["precision_std"] >= 0, row
     sweep = json.loads((repo / "metrics/sweep.json").read_text())
     assert sweep["num_images"] == 12 and sorted(sweep["cells"]) == ["ddim_2", "ddim_4", "ddpm_2", "ddpm_4"]
     for cell in sweep["cells"].values():
         assert all(cell[n]["fid"] > 0 and cell[n]["fid_std"] > 0 for n in schedules) and len(cell["pairs"]) == 6
     assert (repo / "sweep/cosine/ddim_4_trajectory.npy").is_file() and (repo / "plots/sweep/cosine_ddim.tsv").is_file()
+    # Every cell against DDPM at the most NFE, paired per schedule; the write-up names the cheapest match.
+    versus = sweep["versus_baseline"]
+    assert versus["baseline"] == "ddpm_4" and all(sorted(versus[n]) == sorted(sweep["cells"]) for n in schedules)
+    assert versus["linear"]["ddpm_4"] == {"diff": 0.0, "std": 0.0, "within_noise": True}
     report = (repo / "reports/main/README.md").read_text()
     assert "| cosine" in report and "schedules.png" in report and "real vs real" in report
-    for part in ("## Conclusions", "## Protocol", "fid_vs_steps.png", "loss_by_timestep.png", "same_noise.png",
+    for part in ("## Conclusions", "## Protocol", "fid_vs_nfe.png", "loss_by_timestep.png", "same_noise.png",
                  "trajectory.png"):
         assert part in report, part
     # Verdicts computed from the metrics: a winner with its FID, each other schedule placed against it,
@@ -65,9 +72,11 @@ def test_dvc_repro_runs_the_study(study):
     main = next(line for line in report.splitlines() if line.startswith("- **At the study's main setting**"))
     assert re.search(r"\*\*(linear|quadratic|sigmoid|cosine)\*\* has the lowest FID \(\d+\.\d ± \d+\.\d\)", main), main
     assert main.count("within noise of it") + main.count("worse beyond noise") >= 1, main
-    assert re.search(r"- DDPM: FID\(linear\) − FID\(cosine\) = -?\d+\.\d ± \d+\.\d at 2 steps", report)
+    assert re.search(r"- DDPM: FID\(linear\) − FID\(cosine\) = -?\d+\.\d ± \d+\.\d at 2 NFE", report)
+    assert "**The cheapest setting that matches DDPM at 4 NFE**" in report and "**Precision / recall**" in report
+    assert re.search(r"FID\(DDIM\) − FID\(DDPM\) at 10 NFE|DDIM \(Song et al\. 2021", report) is None  # no 10-NFE cell here
     assert re.search(r"- DDIM: FID\(linear\) − FID\(cosine\) = .* — (we do \*\*not\*\*|our numbers|cosine leads)", report)
-    for figure in ("fid_vs_steps.png", "same_noise.png", "trajectory.png", "sweep.csv"):
+    for figure in ("fid_vs_nfe.png", "same_noise.png", "trajectory.png", "sweep.csv"):
         assert (repo / "reports/main" / figure).is_file(), figure
 
     shown = sh("dvc metrics show --json", repo, env).stdout
@@ -153,7 +162,7 @@ def test_conditional_experiment_with_guidance_and_the_sde_and_ode_samplers(study
     guidance sweep with both new samplers, per-class FID, the per-class grids, and all of it in MLflow."""
     repo, env = study
     sh("dvc exp run -n conditional -S 'schedule=[linear,cosine]' -S model.num_classes=10 -S sample.guidance=1 "
-       "-S sample.sampler=sde -S 'sweep.samplers=[sde,ode]' -S 'sweep.steps=[2]' -S 'sweep.guidance=[-1,3]'",
+       "-S sample.sampler=sde -S 'sweep.samplers=[sde,ode]' -S 'sweep.nfe=[2]' -S 'sweep.guidance=[-1,3]'",
        repo, env)
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
     per_class = evaluate["per_class"]

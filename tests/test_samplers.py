@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ddpm_study.diffusion import GaussianDiffusion
+from ddpm_study import samplers
 from ddpm_study.samplers import SAMPLERS, model_calls, sample_loop
 from ddpm_study.schedules import get_betas
 
@@ -145,3 +146,30 @@ def test_euler_maruyama_and_ancestral_sampling_follow_the_same_path_from_the_sam
                for s in ("ddpm", "sde")}
         gaps.append((out["ddpm"] - out["sde"]).abs().mean().item())
     assert gaps[1] < 0.01 and gaps[0] > 5 * gaps[1], gaps
+
+
+def test_an_nfe_budget_buys_the_most_steps_that_fit():
+    for name in samplers.SAMPLERS:
+        for nfe in range(1, 60):
+            steps = samplers.steps_within(name, nfe)
+            assert samplers.model_calls(name, steps) <= nfe or steps == 1
+            assert samplers.model_calls(name, steps + 1) > nfe
+
+
+def test_the_start_bound_is_dpm_solvers_lambda_clip_and_edms_sigma_max():
+    """sigma <= e^5.1 keeps exactly the timesteps with lambda = log(alpha / sigma) >= -5.1 (diffusers'
+    lambda_min_clipped), computed here from the betas independently; a reverse process then starts at the
+    largest of them, and a bound below every sigma is refused."""
+    betas = get_betas("cosine", 1000, s=0.008, max_beta=0.999)
+    full = GaussianDiffusion(betas)
+    abar = np.cumprod(1 - betas)
+    lam = np.log(np.sqrt(abar)) - np.log(np.sqrt(1 - abar))
+    kept = samplers.start_below(full, float(np.exp(5.1)))
+    assert kept.timestep_map.tolist() == np.flatnonzero(lam >= -5.1).tolist()
+    spaced = samplers.reverse_process(full, 10, "linspace", 80.0)
+    sigma = np.sqrt((1 - abar) / abar)
+    assert int(spaced.timestep_map[-1]) == int(np.flatnonzero(sigma <= 80.0)[-1]) < 999
+    assert np.allclose(spaced.alphas_cumprod_np, abar[spaced.timestep_map.numpy()])
+    assert samplers.reverse_process(full, 10).timestep_map.tolist() == full.respace(10).timestep_map.tolist()
+    with pytest.raises(ValueError, match="no timestep is left"):
+        samplers.start_below(full, 1e-4)

@@ -146,7 +146,8 @@ def test_a_resumed_run_logs_no_step_twice(cfg):
 
 def sweep_metrics():
     def table(fid):
-        return outputs.ScoreTable({"linear": outputs.Scores(fid=fid, kid_mean=0.1, kid_std=0.01, fid_std=1.0)}, {})
+        return outputs.ScoreTable({"linear": outputs.Scores(fid=fid, kid_mean=0.1, kid_std=0.01, fid_std=1.0, precision=0.6,
+                                                            precision_std=0.02, recall=0.5, recall_std=0.03)}, {})
 
     cells = {outputs.Cell(s, n): table(100.0 / n + (s == "ddim")) for s in ("ddpm", "ddim") for n in (2, 5, 10)}
     floor = outputs.Scores(fid=30.0, kid_mean=0.0, kid_std=0.01, fid_std=1.0)
@@ -164,7 +165,7 @@ def test_backfill_fills_every_sweep_step_once(cfg):
             history = run.client.get_metric_history(run.run_id, f"sweep/{sampler}/{score}")
             assert sorted(h.step for h in history) == [2, 5, 10], (sampler, score)
         fids = {h.step: h.value for h in run.client.get_metric_history(run.run_id, f"sweep/{sampler}/fid")}
-        assert fids == {c.steps: s.fid for c, s in m.rows("linear") if c.sampler == sampler}
+        assert fids == {c.nfe: s.fid for c, s in m.rows("linear") if c.sampler == sampler}
 
 
 def test_fill_adds_the_files_a_folder_lacks(cfg, tmp_path):

@@ -40,10 +40,10 @@ def run(cfg: StudyConfig, params: Path) -> None:
         figures=text.Figures(
             schedules=figures.schedule_figure(cfg),
             **dict(zip(("loss", "loss_by_timestep"), figures.loss_figures(cfg))),
-            fid_vs_steps=figures.sweep_figure(cfg, sweep, w),
+            fid_vs_nfe=figures.sweep_figure(cfg, sweep, w),
             same_noise=figures.same_noise_figure(cfg),
             trajectory=figures.trajectory_figure(cfg, w),
-            guidance=figures.guidance_figure(cfg, sweep, max(cfg.sweep.steps)) if cfg.model.num_classes else "",
+            guidance=figures.guidance_figure(cfg, sweep, max(cfg.sweep.nfe)) if cfg.model.num_classes else "",
         ),
     )
     for table, name in ((tables.headline(cfg, inputs.train, inputs.evaluate), "results.csv"),

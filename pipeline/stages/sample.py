@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from ddpm_study import sampling
+from ddpm_study import samplers, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import setup_device
 
@@ -25,7 +25,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
     real = torch.from_numpy(outputs.read_prepared("test_images")[:FORWARD_ROWS])
     for name in cfg.schedule:
         model, diffusion = checkpoints.load(cfg, name, device)
-        spaced = diffusion.respace(s.steps, s.spacing)
+        spaced = samplers.reverse_process(diffusion, s.steps, s.spacing, s.sigma_max)
         with records.schedule_run(cfg, name, "sample") as run, progress() as bar:
             batches = -(-s.num_images // s.batch_size)
             task = bar.add_task(f"sample {name}", total=batches * s.steps, info=f"{s.sampler}, {s.steps} steps")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddpm_study import metrics, sampling, training
+from ddpm_study import metrics, samplers, sampling, training
 from ddpm_study.replication import overtakes
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
@@ -29,15 +29,15 @@ def run(cfg: StudyConfig, params: Path) -> None:
     with unrecorded():  # whether the snapshots are current; the models are the stage's deps
         run_lineage = lineage.longer(cfg, name, snapshots[-1])
     diffusion = cfg.gaussian_diffusion(name)
-    cells = outputs.sweep_cells(sw.samplers, sw.steps)
+    cells = outputs.sweep_cells(sw.samplers, sw.nfe)
     generated, losses = {}, {}
     for step in snapshots:
         path = outputs.longer_snapshot(step)
         model = checkpoints.load_finished(path, cfg, run_lineage, step, device)
         losses[step] = training.final_loss(training.load_checkpoint(path)["history"])
         for cell in cells:
-            console.print(f"{name} at step {step}: {cell.sampler}, {cell.steps} steps")
-            out = sampling.generate(model, diffusion.respace(cell.steps, sw.spacing), num_images=sw.num_images, batch_size=sw.batch_size,
+            console.print(f"{name} at step {step}: {cell.sampler}, {cell.nfe} NFE")
+            out = sampling.generate(model, samplers.reverse_process(diffusion, cell.steps, sw.spacing, sw.sigma_max), num_images=sw.num_images, batch_size=sw.batch_size,
                                     image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=cell.sampler,
                                     eta=sw.eta, trajectory_images=1, trajectory_frames=2)
             feats = metrics.inception_features(out.images, cfg.evaluate.batch_size, device).numpy()
@@ -49,7 +49,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
              for step in snapshots}
     gap: dict[int, dict[int, outputs.Pair]] = {}
     if {"ddpm", "ddim"} <= set(sw.samplers):
-        for steps in sorted(sw.steps):
+        for steps in sorted(sw.nfe):
             ddim, ddpm = outputs.Cell("ddim", steps), outputs.Cell("ddpm", steps)
             gap[steps] = {step: jack.compare((step, ddim), (step, ddpm)) for step in snapshots}
     outputs.write_undertraining_metrics(outputs.LongerMetrics(

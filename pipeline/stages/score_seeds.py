@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ddpm_study import metrics, replication, sampling
+from ddpm_study import metrics, replication, samplers, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.files import write_array
@@ -30,7 +30,7 @@ def images_of(cfg: StudyConfig, name: str, seed: int, device: torch.device) -> t
         return torch.from_numpy(outputs.read_sample_images(name))
     s = cfg.sample
     model = checkpoints.load_seed(cfg, name, seed, device)
-    return sampling.generate(model, cfg.gaussian_diffusion(name).respace(s.steps, s.spacing), num_images=s.num_images,
+    return sampling.generate(model, samplers.reverse_process(cfg.gaussian_diffusion(name), s.steps, s.spacing, s.sigma_max), num_images=s.num_images,
                              batch_size=s.batch_size, image_shape=cfg.image_shape, seed=cfg.seed, device=device,
                              sampler=s.sampler, eta=s.eta, trajectory_images=1, trajectory_frames=2).images
 

@@ -17,8 +17,18 @@ def run(cfg: StudyConfig, params: Path) -> None:
     sw = cfg.sweep
     ref = outputs.read_reference()
     floor = ref.floor[: sw.num_images]
-    cells = outputs.sweep_cells(sw.samplers, sw.steps, sw.guidance)
+    cells = outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance)
     console.print(f"jackknife ({cfg.evaluate.jackknife_groups} groups) per cell, floor and trivial generators")
+    # Across cells: every cell of a schedule shares its x_T, so one jackknife per schedule pairs each cell with the
+    # baseline (DDPM at the most NFE) and says which cheaper settings match it within noise.
+    baseline = outputs.baseline_cell(sw.samplers, sw.nfe, outputs.main_guidance(cfg.sample.guidance, sw.guidance))
+    versus = {}
+    if baseline is not None:
+        for i, name in enumerate(cfg.schedule):
+            at_w = [c for c in cells if c.guidance == baseline.guidance]
+            jack = scoring.jackknifed(cfg, {c: outputs.read_sweep_array(name, c, "features") for c in at_w},
+                                      ref.reference, stream=scoring.SWEEP_BASELINE_STREAMS + i)
+            versus[name] = {c: jack.compare(c, baseline) for c in at_w}
     result = outputs.SweepMetrics(
         num_images=sw.num_images,
         jackknife_groups=cfg.evaluate.jackknife_groups,
@@ -28,6 +38,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
         cells={cell: scoring.with_spreads(
             cfg, {name: outputs.read_sweep_array(name, cell, "features") for name in cfg.schedule},
             ref.reference, stream=scoring.SWEEP_STREAMS + i) for i, cell in enumerate(cells)},
+        baseline=baseline, versus_baseline=versus,
     )
     outputs.write_sweep_metrics(result, cfg.schedule, sw.samplers)
     for name in cfg.schedule:
@@ -35,4 +46,4 @@ def run(cfg: StudyConfig, params: Path) -> None:
             records.record_score_sweep(run, name)
     for cell in cells:
         line = "  ".join(f"{n} {result.cells[cell].scores[n].fid:.1f}" for n in cfg.schedule)
-        console.print(f"{cell.setting} {cell.steps:>4} steps: FID {line}")
+        console.print(f"{cell.setting} {cell.nfe:>4} NFE: FID {line}")

@@ -1,7 +1,7 @@
-"""Stage `sweep`: samples for quality against sampling cost, every schedule x sampler x step count.
+"""Stage `sweep`: samples for quality against sampling cost, every schedule x sampler x budget of network calls.
 
 Every cell samples ``sweep.num_images`` images from the *same* initial noise, so cells differ only
-by schedule, sampler, step count and (conditional models) guidance weight, and schedules are paired
+by schedule, sampler, NFE and (conditional models) guidance weight, and schedules are paired
 within a cell; a conditional model samples the classes in turn, the same classes in every cell. Each cell keeps its
 images, their Inception features and a short denoising trajectory of its first images (the
 report's same-noise figures). Scoring is the separate, cheap `score_sweep` stage, so a change of
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddpm_study import metrics, sampling
+from ddpm_study import metrics, samplers, sampling
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import setup_device
 
@@ -25,15 +25,15 @@ TRAJECTORY_IMAGES, TRAJECTORY_FRAMES = 4, 9
 def run(cfg: StudyConfig, params: Path) -> None:
     device = setup_device(cfg.device, cfg.reproducible)
     sw = cfg.sweep
-    cells = outputs.sweep_cells(sw.samplers, sw.steps, sw.guidance)
+    cells = outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance)
     for name in cfg.schedule:
         model, diffusion = checkpoints.load(cfg, name, device)
         with progress() as bar:
             task = bar.add_task(f"sweep {name}", total=len(cells), info="")
             for cell in cells:
-                bar.update(task, info=f"{cell.setting} {cell.steps} steps")
+                bar.update(task, info=f"{cell.setting} {cell.nfe} NFE ({cell.steps} steps)")
                 out = sampling.generate(
-                    model, diffusion.respace(cell.steps, sw.spacing), num_images=sw.num_images, batch_size=sw.batch_size,
+                    model, samplers.reverse_process(diffusion, cell.steps, sw.spacing, sw.sigma_max), num_images=sw.num_images, batch_size=sw.batch_size,
                     image_shape=cfg.image_shape, seed=cfg.seed, device=device, sampler=cell.sampler, eta=sw.eta,
                     trajectory_images=min(TRAJECTORY_IMAGES, sw.batch_size), trajectory_frames=TRAJECTORY_FRAMES,
                     labels=sampling.class_labels(sw.num_images, model.num_classes), guidance=cell.guidance,

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ddpm_study import sampling, training
+from ddpm_study import samplers, sampling, training
 from ddpm_study.config import StudyConfig, image_shape_of
 from ddpm_study.diffusion import SPACINGS, GaussianDiffusion
 from ddpm_study.samplers import SAMPLERS
@@ -41,6 +41,7 @@ class Request:
     sampler: Optional[str] = None
     steps: Optional[int] = None
     spacing: Optional[str] = None
+    sigma_max: Optional[float] = None
     eta: Optional[float] = None
     num_images: Optional[int] = None
     batch_size: Optional[int] = None
@@ -150,8 +151,15 @@ def generate(cfg: StudyConfig, r: Request) -> torch.Tensor:
     labels = (None if not model.num_classes else
               sampling.class_labels(n, model.num_classes) if r.label is None else torch.full((n,), r.label))
     spacing = r.spacing or s.spacing
+    sigma_max = s.sigma_max if r.sigma_max is None else r.sigma_max
+    if sigma_max < 0:
+        raise ConfigError(f"--sigma-max: invalid value {sigma_max:g}; expected a number >= 0 (0 = no bound)")
     try:
-        spaced = diffusion.respace(steps, spacing)
+        start = samplers.start_below(diffusion, sigma_max)
+    except ValueError as err:
+        raise ConfigError(f"--sigma-max: invalid value {sigma_max:g} ({err}); expected 0 or a larger sigma") from None
+    try:
+        spaced = start.respace(steps, spacing)
     except ValueError as err:  # an unknown spacing, or one that repeats timesteps at this step count
         raise ConfigError(f"--spacing: invalid value {spacing!r} ({err}); expected one of {', '.join(SPACINGS)}") from None
     with progress() as bar:

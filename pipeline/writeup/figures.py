@@ -97,34 +97,36 @@ def loss_figures(cfg: StudyConfig) -> tuple[str, str]:
     return _save(fig, "loss.png"), _save(fig2, "loss_by_timestep.png")
 
 
-STYLES = {"ddpm": ("-", "o"), "ddim": ("--", "s"), "sde": ("-.", "v"), "ode": (":", "D"), "dpmpp2m": ((0, (5, 1, 1, 1)), "^")}  # per sampler
+STYLES = {"ddpm": ("-", "o"), "ddim": ("--", "s"), "sde": ("-.", "v"), "ode": (":", "D"), "ode_clip": ((0, (1, 1)), "P"), "dpmpp2m": ((0, (5, 1, 1, 1)), "^")}  # per sampler
 
 
 def sweep_figure(cfg: StudyConfig, sweep: SweepMetrics, w: float = 0.0) -> str:
-    """FID and KID against the number of sampling steps (log x), one curve per schedule and sampler,
-    at guidance weight ``w`` (conditional models; ``guidance_figure`` has the other weights)."""
+    """FID and KID against the network calls per sample (NFE, log x; each point at the calls its sampler made),
+    one curve per schedule and sampler, at guidance weight ``w`` (conditional models; ``guidance_figure`` has the
+    other weights)."""
     fig, axes = _subplots(1, 2, figsize=(11, 4))
     styles = STYLES
-    steps = sorted(cfg.sweep.steps)
+    budgets = sorted(cfg.sweep.nfe)
     for name in cfg.schedule:
         for sampler in cfg.sweep.samplers:
-            cells = [sweep.cells[Cell(sampler, s, w)].scores[name] for s in steps]
+            keys = [Cell(sampler, n, w) for n in budgets]
+            cells = [sweep.cells[k].scores[name] for k in keys]
             line, marker = styles.get(sampler, (":", "^"))
             for ax, key, std in ((axes[0], "fid", "fid_std"), (axes[1], "kid_mean", "kid_std")):
-                ax.errorbar(steps, [getattr(c, key) for c in cells], yerr=[getattr(c, std) for c in cells],
+                ax.errorbar([k.calls for k in keys], [getattr(c, key) for c in cells], yerr=[getattr(c, std) for c in cells],
                             linestyle=line, marker=marker, color=color(name), capsize=3, label=f"{name} {sampler.upper()}")
     floor = sweep.real_vs_real
     for ax, key in ((axes[0], "fid"), (axes[1], "kid_mean")):
         ax.axhline(getattr(floor, key), color="black", linewidth=1, linestyle=":", label="real vs real (floor)")
-        ax.set(xscale="log", xlabel="sampling steps")
-        ax.set_xticks(steps, [str(s) for s in steps])
+        ax.set(xscale="log", xlabel="network calls per sample (NFE)")
+        ax.set_xticks(budgets, [str(s) for s in budgets])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
     guided = f", w = {w:g}" if cfg.model.num_classes else ""
     axes[0].set(ylabel="FID", title=f"FID ± jackknife std, N = {sweep.num_images}{guided}")
     axes[1].set(ylabel="KID", title="KID ± std over subsets")
     axes[1].legend(fontsize=7, ncol=2)
-    return _save(fig, "fid_vs_steps.png")
+    return _save(fig, "fid_vs_nfe.png")
 
 
 def guidance_figure(cfg: StudyConfig, sweep: SweepMetrics, steps: int) -> str:
@@ -161,7 +163,7 @@ def same_noise_figure(cfg: StudyConfig, columns: int = 10) -> str:
 def trajectory_figure(cfg: StudyConfig, w: float = 0.0) -> str:
     """x_t of the same seed along the reverse process, per schedule and sampler (the sweep's longest runs, at
     guidance weight ``w``)."""
-    steps = max(cfg.sweep.steps)
+    steps = max(cfg.sweep.nfe)
     rows = [(name, sampler) for sampler in cfg.sweep.samplers for name in cfg.schedule]
     fig, axes = _subplots(len(rows), 1, figsize=(9, 1.1 * len(rows)), squeeze=False)
     for ax, (name, sampler) in zip(axes[:, 0], rows):
@@ -169,7 +171,7 @@ def trajectory_figure(cfg: StudyConfig, w: float = 0.0) -> str:
         ax.imshow(_strip(trajectory[:, 0]), cmap="gray", vmin=0, vmax=255)
         ax.set_ylabel(f"{name}\n{sampler.upper()}", rotation=0, ha="right", va="center")
         ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(f"denoising the same x_T ({steps} steps): x_T on the left, x_0 on the right", y=1.0)
+    fig.suptitle(f"denoising the same x_T ({steps} NFE): x_T on the left, x_0 on the right", y=1.0)
     return _save(fig, "trajectory.png")
 
 

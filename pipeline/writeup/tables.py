@@ -8,15 +8,22 @@ import pandas as pd
 from ddpm_study import schedules
 from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import spaced_timesteps
-from ddpm_study.samplers import model_calls
+from ddpm_study.samplers import steps_within
 
-from ..outputs import Anchored, Cell, EvaluateMetrics, ScoreTable, SweepMetrics, TrainSummary
+from .. import outputs
+from ..outputs import Anchored, Cell, EvaluateMetrics, Scores, ScoreTable, SweepMetrics, TrainSummary
 from . import findings
 from .figures import alphas_cumprod
 
 
 def markdown(table: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".4g")
+
+
+def pr_columns(s: Scores) -> dict[str, str]:
+    """Precision and recall ± jackknife std, as percentages ("" where a file predates them)."""
+    return {label: (findings.fmt(100 * getattr(s, m), 100 * getattr(s, f"{m}_std"), 0) if getattr(s, m) is not None else "")
+            for label, m in (("precision %", "precision"), ("recall %", "recall"))}
 
 
 def headline(cfg: StudyConfig, train: dict[str, TrainSummary], evaluate: EvaluateMetrics) -> pd.DataFrame:
@@ -27,6 +34,7 @@ def headline(cfg: StudyConfig, train: dict[str, TrainSummary], evaluate: Evaluat
             "schedule": name,
             "FID": findings.fmt(e.fid, e.fid_std),
             "KID ×10³": findings.fmt(1e3 * e.kid_mean, 1e3 * e.kid_std),
+            **pr_columns(e),
             "final loss": t.final_loss,
             "ᾱ_T": t.alpha_bar_T,
             "log-SNR range": f"[{t.log_snr_min:.1f}, {t.log_snr_max:.1f}]",
@@ -40,7 +48,8 @@ def anchors(scores: Anchored) -> pd.DataFrame:
     rows = [("real vs real (floor)", scores.real_vs_real), ("Gaussian noise", scores.ceilings["gaussian_noise"]),
             ("mean image, repeated", scores.ceilings["mean_image"])]
     return pd.DataFrame([{"reference point": label, "FID": findings.fmt(r.fid, r.fid_std),
-                          "KID ×10³": findings.fmt(1e3 * r.kid_mean, 1e3 * r.kid_std)} for label, r in rows])
+                          "KID ×10³": findings.fmt(1e3 * r.kid_mean, 1e3 * r.kid_std), **pr_columns(r)}
+                         for label, r in rows])
 
 
 def pairs(table: ScoreTable, names: list[str]) -> pd.DataFrame:
@@ -54,9 +63,8 @@ def pairs(table: ScoreTable, names: list[str]) -> pd.DataFrame:
 
 
 def main_guidance(cfg: StudyConfig) -> float:
-    """The guidance weight the sweep's findings and figures are read at: the main setting's when the sweep
-    has it, else the sweep's first (0 for unconditional models, whose only weight it is)."""
-    return cfg.sample.guidance if cfg.sample.guidance in cfg.sweep.guidance else cfg.sweep.guidance[0]
+    """The guidance weight the sweep's findings and figures are read at (``outputs.main_guidance``)."""
+    return outputs.main_guidance(cfg.sample.guidance, cfg.sweep.guidance)
 
 
 def setting_label(sampler: str, w: float, conditional: bool) -> str:
@@ -65,8 +73,8 @@ def setting_label(sampler: str, w: float, conditional: bool) -> str:
 
 
 def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """FID ± std per (schedule, sampler, guidance) x steps; the best schedule per cell; and a long CSV form."""
-    steps = sorted(cfg.sweep.steps)
+    """FID ± std per (schedule, sampler, guidance) x NFE; the best schedule per cell; and a long CSV form."""
+    budgets = sorted(cfg.sweep.nfe)
     conditional = cfg.model.num_classes > 0
     wide, best, long = [], [], []
     for sampler in cfg.sweep.samplers:
@@ -74,24 +82,58 @@ def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataF
             label = setting_label(sampler, w, conditional)
             for name in cfg.schedule:
                 row = {"schedule": name, "sampler": label}
-                for s in steps:
-                    c = sweep.cells[Cell(sampler, s, w)].scores[name]
-                    row[f"{s} steps"] = findings.fmt(c.fid, c.fid_std)
+                for n in budgets:
+                    cell = Cell(sampler, n, w)
+                    c = sweep.cells[cell].scores[name]
+                    row[f"{n} NFE"] = findings.fmt(c.fid, c.fid_std)
                     long.append({"schedule": name, "sampler": sampler, **({"guidance": w} if conditional else {}),
-                                 "steps": s, "nfe": model_calls(sampler, s), "fid": c.fid, "fid_std": c.fid_std, "kid_mean": c.kid_mean,
-                                 "kid_std": c.kid_std})
+                                 "nfe": n, "steps": cell.steps, "calls": cell.calls, "fid": c.fid, "fid_std": c.fid_std,
+                                 "kid_mean": c.kid_mean, "kid_std": c.kid_std, "precision": c.precision,
+                                 "precision_std": c.precision_std, "recall": c.recall, "recall_std": c.recall_std})
                 wide.append(row)
-            for s in steps:
-                cell = sweep.cells[Cell(sampler, s, w)]
-                winner = min(cfg.schedule, key=lambda n: cell.scores[n].fid)
-                tied = [n for n in cfg.schedule if n != winner and cell.pair(n, winner).within_noise]
-                best.append({"sampler": label, "steps": s, "lowest FID": winner,
+            for n in budgets:
+                cell = sweep.cells[Cell(sampler, n, w)]
+                winner = min(cfg.schedule, key=lambda x: cell.scores[x].fid)
+                tied = [x for x in cfg.schedule if x != winner and cell.pair(x, winner).within_noise]
+                best.append({"sampler": label, "NFE": n, "steps": Cell(sampler, n, w).steps, "lowest FID": winner,
                              "within noise of it": ", ".join(tied) or "none"})
     return pd.DataFrame(wide), pd.DataFrame(best), pd.DataFrame(long)
 
 
+def sweep_precision_recall(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
+    """Precision / recall (%) per (schedule, sampler, guidance) x NFE."""
+    conditional = cfg.model.num_classes > 0
+    rows = []
+    for sampler in cfg.sweep.samplers:
+        for w in cfg.sweep.guidance:
+            for name in cfg.schedule:
+                row = {"schedule": name, "sampler": setting_label(sampler, w, conditional)}
+                for n in sorted(cfg.sweep.nfe):
+                    c = sweep.cells[Cell(sampler, n, w)].scores[name]
+                    row[f"{n} NFE"] = f"{100 * c.precision:.0f} / {100 * c.recall:.0f}" if c.precision is not None else ""
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def versus_baseline(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
+    """ΔFID of every cell against the baseline cell, per schedule, with its paired verdict ("≈": within noise)."""
+    budgets = sorted(cfg.sweep.nfe)
+    rows = []
+    for sampler in cfg.sweep.samplers:
+        for name in cfg.schedule:
+            pairs = sweep.versus_baseline[name]
+            row = {"schedule": name, "sampler": sampler.upper()}
+            for n in budgets:
+                cell = Cell(sampler, n, sweep.baseline.guidance)
+                p = pairs[cell]
+                row[f"{n} NFE"] = ("baseline" if cell == sweep.baseline else
+                                   findings.signed(p) + (" ≈" if p.within_noise else ""))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def guidance(cfg: StudyConfig, sweep: SweepMetrics, sampler: str, steps: int) -> pd.DataFrame:
-    """FID ± std per schedule against the guidance weight, at one sampler and step count."""
+    """FID ± std per schedule against the guidance weight, at one sampler and NFE (``steps``)."""
     return pd.DataFrame([{"schedule": name, **{f"w = {w:g}": findings.fmt(c.fid, c.fid_std)
                                                for w in cfg.sweep.guidance
                                                for c in [sweep.cells[Cell(sampler, steps, w)].scores[name]]}}
@@ -115,7 +157,7 @@ def per_class(cfg: StudyConfig, evaluate: EvaluateMetrics) -> pd.DataFrame:
 
 def snr(cfg: StudyConfig) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Fractions of all T steps, and of the fewest-step sampler's steps, in each SNR band."""
-    fewest = min(cfg.sweep.steps)
+    fewest = min(steps_within(x, n) for x in cfg.sweep.samplers for n in cfg.sweep.nfe)
     rows, fractions = [], {}
     for name in schedules.SCHEDULES:
         ac = alphas_cumprod(cfg, name)

@@ -12,6 +12,7 @@ import torch
 
 from ddpm_study.config import StudyConfig
 from ddpm_study.samplers import REGISTRY, SAMPLERS
+from ddpm_study.precision_recall import NEIGHBOURHOOD
 from ddpm_study.uncertainty import EXACT_FID_RTOL
 
 from .. import outputs
@@ -24,7 +25,7 @@ class Figures:
     schedules: str
     loss: str
     loss_by_timestep: str
-    fid_vs_steps: str
+    fid_vs_nfe: str
     same_noise: str
     trajectory: str
     guidance: str = ""  # conditional models only
@@ -74,7 +75,8 @@ def _range(lo_hi: tuple[float, float]) -> str:
 
 def write_up(inputs: Inputs) -> str:
     cfg, train, evaluate, sweep, fig = inputs.cfg, inputs.train, inputs.evaluate, inputs.sweep, inputs.figures
-    names, steps, samplers = list(cfg.schedule), sorted(cfg.sweep.steps), list(cfg.sweep.samplers)
+    names, budgets, samplers = list(cfg.schedule), sorted(cfg.sweep.nfe), list(cfg.sweep.samplers)
+    deterministic = [x for x in samplers if not REGISTRY[x].stochastic]
     s, e, tr = cfg.sample, cfg.evaluate, cfg.train
     conditional = cfg.model.num_classes > 0
     w = tables.main_guidance(cfg)  # the sweep's findings are read at this guidance weight
@@ -96,30 +98,48 @@ def write_up(inputs: Inputs) -> str:
         "## Conclusions",
         "",
         f"- {findings.main_setting(cfg, evaluate)}",
-        *[f"- **With {cell_steps} steps, {sampler.upper()}{at_w}** (N = {sweep.num_images}): "
-          + findings.ranking(sweep.cells[Cell(sampler, cell_steps, w)], names)
-          for sampler in samplers for cell_steps in sorted({steps[0], steps[-1]})],
+        *[f"- **At {n} NFE, {sampler.upper()}{at_w}** (N = {sweep.num_images}): "
+          + findings.ranking(sweep.cells[Cell(sampler, n, w)], names)
+          for sampler in samplers for n in sorted({budgets[0], budgets[-1]})],
         f"- {findings.placement(evaluate, evaluate.table, names)} Differences between schedules are to be read "
         "against that span.",
-        *([f"- **Samplers** (N = {sweep.num_images}{at_w}): {findings.sampler_gap(sweep, names, steps, w)} DDIM here is "
-           f"{ddim_text}; its samples keep residual noise (trajectory figure). The extended study "
+        *([f"- {findings.precision_recall_summary(evaluate, names)}"]
+          if evaluate.table.scores[names[0]].precision is not None else []),
+        *([f"- {findings.cheapest_match(sweep, names, deterministic)}"] if sweep.baseline and sweep.versus_baseline else []),
+        f"- {findings.ranking_by_sampler(sweep, names, samplers, budgets, w)}",
+        *([f"- **Samplers** (N = {sweep.num_images}{at_w}): "
+           + " ".join(findings.sampler_gap(sweep, names, budgets, x, w) for x in deterministic)
+           + f" DDIM here is {ddim_text}; its samples keep residual noise (trajectory figure). The committed "
+           "sampler experiment ([`reports/samplers/README.md`](../samplers/README.md), "
+           "`python benchmarks/sampler_study.py`) sweeps the timestep spacing, the start bound σ_max and the SDE/ODE "
+           "to hundreds of steps, and measures the x̂₀ error the ε-model implies at each noise level. The extended study "
            "([`reports/extended/README.md`](../extended/README.md), `dvc repro extended/dvc.yaml`) checks "
            "the DDIM step against diffusers, compares sampler variants, follows the gap along a longer training "
            "run, separates each schedule's training from its sampling discretisation, and repeats the verdicts "
            "over training seeds."]
-          if {"ddpm", "ddim"} <= set(samplers) else []),
+          if "ddpm" in samplers and deterministic else []),
         "",
         "### Against the literature (Nichol & Dhariwal 2021, *Improved DDPM*)",
         "",
         "*Expectation drawn from their paper: cosine's advantage over linear is largest when the reverse process is "
         "shortened (few sampling steps) and fades at full length:*",
         "",
-        *[f"- {line}" for line in findings.nichol_dhariwal_shortening(sweep, samplers, steps, names, w)],
+        *[f"- {line}" for line in findings.nichol_dhariwal_shortening(sweep, samplers, budgets, names, w)],
         "",
         "*The end of the linear schedule is wasted:*",
         "",
         f"- {findings.wasted_tail(fractions)}",
         "",
+        *(["### Against the literature (DDIM and DPM-Solver: deterministic samplers at few NFE)", "",
+           *[f"- {line}" for line in findings.literature_samplers(sweep, names, samplers, w)],
+           "- Why this study differs: its models are trained for "
+           f"{tr.steps:,} steps of batch {tr.batch_size}, where the published CIFAR-10 models trained for hundreds "
+           "of thousands; an ε-model's x̂₀ = (x_t − √(1 − ᾱ) ε̂)/√ᾱ multiplies the ε error by σ = √((1 − ᾱ)/ᾱ), "
+           "which a deterministic solver carries to x₀ while DDPM's fresh noise and clipping wash it out. The "
+           "sampler experiment measures that error per noise level and schedule "
+           "([`reports/samplers/README.md`](../samplers/README.md)); whether longer training or v-prediction closes "
+           "the gap is the long-run and v-model study's question.", ""]
+          if "ddpm" in samplers and deterministic else []),
         "## Protocol",
         "",
         f"- **Data**: {cfg.data.dataset}, "
@@ -140,19 +160,23 @@ def write_up(inputs: Inputs) -> str:
            "w ε(x, ∅); w = −1 samples the same model unconditionally, w = 0 conditionally without guidance. Sampled "
            "classes cycle 0, 1, …, K−1, so every class has N/K samples."] if conditional else []),
         f"- **Main setting**: {sampler_text}, {sample_info.steps} steps, N = {evaluate.num_images} samples per schedule. "
-        f"**Sweep**: {', '.join(x.upper() for x in samplers)} at {', '.join(map(str, steps))} steps"
+        f"**Sweep**: {', '.join(x.upper() for x in samplers)} at {', '.join(map(str, budgets))} network calls per "
+        "sample (NFE; each sampler takes the most steps that fit: "
+        + ", ".join(f"{x.upper()} {'/'.join(str(Cell(x, n).steps) for n in budgets)}" for x in samplers) + " steps)"
         + (f", guidance w ∈ {{{', '.join(f'{g:g}' for g in cfg.sweep.guidance)}}}" if conditional else "")
         + f", N = {sweep.num_images} per cell."
         + (f" The full {cfg.diffusion.timesteps}-step chain is not in this sweep: at the measured sampling speed it "
            f"would take about {full_chain_minutes(inputs):.0f} min per schedule and sampler here (add it to "
-           "`sweep.steps` on a GPU)." if max(steps) < cfg.diffusion.timesteps else ""),
-        "- **Same noise**: every run (schedule, sampler, step count) starts from the same x_T; within a setting the "
+           "`sweep.nfe` on a GPU)." if max(budgets) < cfg.diffusion.timesteps else ""),
+        "- **Same noise**: every run (schedule, sampler, NFE) starts from the same x_T; within a setting the "
         "schedules also share DDPM's per-step noise, so schedule comparisons are paired.",
         f"- **Metrics**: FID and KID on 2048-d Inception-v3 pool features (torch-fidelity `inception-v3-compat`, the "
         f"reference FID network), against a fixed split of {evaluate.num_images} real training images "
         f"(seed {cfg.seed}). FID is computed exactly through the samples (`ddpm_study.uncertainty`, equal to "
         f"torch-fidelity's `sqrtm` result to {_power_of_ten(EXACT_FID_RTOL)} in the tests, at this study's shapes included). "
-        f"KID: polynomial kernel, {e.kid_subsets} subsets of {e.kid_subset_size}.",
+        f"KID: polynomial kernel, {e.kid_subsets} subsets of {e.kid_subset_size}. Precision and recall "
+        f"(Kynkäänniemi et al. 2019, k = {NEIGHBOURHOOD}; equal to torch-fidelity's `prc` on the same features) on the "
+        "Inception features, not torch-fidelity's default VGG-16 ones (their weights cannot be fetched here).",
         f"- **Spreads**: FID ± its delete-a-group jackknife standard error ({e.jackknife_groups} groups of the generated "
         "*and* of the reference features left out in turn); schedules drop the same groups, so each difference ΔFID "
         "has its own paired std. The jackknife is conservative (Efron–Stein): on synthetic features it overstated the "
@@ -182,7 +206,7 @@ def write_up(inputs: Inputs) -> str:
         "",
         f"## Quality against sampling cost (N = {sweep.num_images} per cell)",
         "",
-        f"![FID and KID against sampling steps]({fig.fid_vs_steps})",
+        f"![FID and KID against network calls per sample]({fig.fid_vs_nfe})",
         "",
         tables.markdown(sweep_wide),
         "",
@@ -190,8 +214,18 @@ def write_up(inputs: Inputs) -> str:
         "",
         tables.markdown(tables.anchors(sweep)),
         "",
-        "All cells, with KID: [`sweep.csv`](sweep.csv); per-cell paired differences: "
-        "`metrics/sweep.json`. `dvc plots show` draws the same curves from `plots/sweep/`.",
+        "Precision / recall (%, Kynkäänniemi et al. 2019, k = 3, on the same Inception features; torch-fidelity's "
+        "default VGG-16 features need weights that cannot be fetched here): precision is the share of samples inside "
+        "the real manifold (fidelity), recall the share of real images inside the samples' (diversity); their "
+        "jackknife stds are in `sweep.csv`.",
+        "",
+        tables.markdown(tables.sweep_precision_recall(cfg, sweep)),
+        "",
+        "All cells, with KID: [`sweep.csv`](sweep.csv); per-cell paired differences, and every cell against "
+        "the baseline per schedule: `metrics/sweep.json`. `dvc plots show` draws the same curves from `plots/sweep/`.",
+        *(["", f"Every cell against {sweep.baseline.sampler.upper()} at {sweep.baseline.nfe} NFE, per schedule "
+           "(ΔFID paired over the shared x_T; negative: better than the baseline):", "",
+           tables.markdown(tables.versus_baseline(cfg, sweep))] if sweep.baseline and sweep.versus_baseline else []),
         "",
         *(conditional_section(inputs) if conditional else []),
         "## Where the schedules differ",
@@ -237,7 +271,7 @@ def write_up(inputs: Inputs) -> str:
 def conditional_section(inputs: Inputs) -> list[str]:
     """Class-conditional models: the schedules per class and under guidance, and the per-class grids."""
     cfg, evaluate, sweep = inputs.cfg, inputs.evaluate, inputs.sweep
-    names, most = list(cfg.schedule), max(cfg.sweep.steps)
+    names, most = list(cfg.schedule), max(cfg.sweep.nfe)
     sampler = cfg.sweep.samplers[0]
     return [
         "## Conditional generation: per class and under guidance",
@@ -252,9 +286,9 @@ def conditional_section(inputs: Inputs) -> list[str]:
         "",
         f"![FID against guidance]({inputs.figures.guidance})",
         "",
-        *[part for x in cfg.sweep.samplers for part in (f"**{x.upper()}, {most} steps**", "",
+        *[part for x in cfg.sweep.samplers for part in (f"**{x.upper()}, {most} NFE**", "",
                                                          tables.markdown(tables.guidance(cfg, sweep, x, most)), "")],
-        f"Schedule ranking against the guidance weight ({sampler.upper()}, {most} steps):",
+        f"Schedule ranking against the guidance weight ({sampler.upper()}, {most} NFE):",
         "",
         *[f"- {line}" for line in findings.guidance_rankings(sweep, sampler, most, sorted(cfg.sweep.guidance), names)],
         "",

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, start_below, steps_within
 from .diffusion import SPACINGS, GaussianDiffusion, spaced_timesteps
 from .errors import ConfigError
 # The sections the training loop reads live in ``hparams`` (it imports nothing of this file, so that a
@@ -76,6 +76,7 @@ class SampleConfig:
     sampler: str
     steps: int
     spacing: str  # which training timesteps the steps use (``diffusion.SPACINGS``)
+    sigma_max: float  # start no higher than this sigma (``samplers.start_below``); 0 = at t = T
     eta: float
     num_images: int
     batch_size: int
@@ -88,6 +89,7 @@ class SampleConfig:
         require(self.spacing in SPACINGS, "sample.spacing", self.spacing, f"one of {', '.join(SPACINGS)}")
         require(1 <= self.steps <= timesteps, "sample.steps", self.steps,
                  f"an integer in [1, diffusion.timesteps = {timesteps}]")
+        require(self.sigma_max >= 0, "sample.sigma_max", self.sigma_max, "a number >= 0 (0 = no bound)")
         require(self.eta >= 0, "sample.eta", self.eta, "a number >= 0")
         for key in ("num_images", "batch_size", "grid_images"):
             require(getattr(self, key) > 0, f"sample.{key}", getattr(self, key), "an integer > 0")
@@ -114,11 +116,12 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """Quality against sampling cost: every sampler at every step count, from shared noise."""
+    """Quality against sampling cost: every sampler at every budget of network calls (NFE), from shared noise."""
 
     samplers: tuple[str, ...]
-    steps: tuple[int, ...]
+    nfe: tuple[int, ...]  # network calls per sample; each sampler takes the most steps that fit (``steps_within``)
     spacing: str
+    sigma_max: float
     guidance: tuple[float, ...]
     eta: float
     num_images: int
@@ -130,11 +133,11 @@ class SweepConfig:
         require(len(self.samplers) > 0 and len(set(self.samplers)) == len(self.samplers), "sweep.samplers",
                  list(self.samplers), f"a non-empty list of distinct names from: {', '.join(SAMPLERS)}")
         require(self.spacing in SPACINGS, "sweep.spacing", self.spacing, f"one of {', '.join(SPACINGS)}")
-        for i, steps in enumerate(self.steps):
-            require(1 <= steps <= timesteps, f"sweep.steps[{i}]", steps,
-                     f"an integer in [1, diffusion.timesteps = {timesteps}]")
-        require(len(self.steps) > 0 and len(set(self.steps)) == len(self.steps), "sweep.steps", list(self.steps),
-                 "a non-empty list of distinct step counts")
+        for i, nfe in enumerate(self.nfe):
+            require(1 <= nfe <= timesteps, f"sweep.nfe[{i}]", nfe, f"an integer in [1, diffusion.timesteps = {timesteps}]")
+        require(len(self.nfe) > 0 and len(set(self.nfe)) == len(self.nfe), "sweep.nfe", list(self.nfe),
+                 "a non-empty list of distinct budgets of network calls")
+        require(self.sigma_max >= 0, "sweep.sigma_max", self.sigma_max, "a number >= 0 (0 = no bound)")
         for i, w in enumerate(self.guidance):
             require(w >= -1, f"sweep.guidance[{i}]", w, "a number >= -1 (-1 = unconditional, 0 = conditional)")
         require(len(self.guidance) > 0 and len(set(self.guidance)) == len(self.guidance), "sweep.guidance",
@@ -245,17 +248,25 @@ class StudyConfig:
                 raise ConfigError(f"{key}: {err}") from None
 
     def _check_spacings(self) -> None:
-        """Every schedule's step counts give distinct timesteps under their spacing (karras on cosine may not)."""
-        settings = [("sample.spacing", self.sample.spacing, self.sample.steps)]
-        settings += [("sweep.spacing", self.sweep.spacing, steps) for steps in self.sweep.steps]
+        """Every schedule's step counts give distinct timesteps under their spacing below their sigma_max (karras on
+        cosine may not), and a sigma_max leaves some timesteps."""
+        s, sw = self.sample, self.sweep
+        settings = [("sample", s.spacing, s.sigma_max, s.steps)]
+        settings += [("sweep", sw.spacing, sw.sigma_max, steps)
+                     for steps in sorted({steps_within(x, n) for x in sw.samplers for n in sw.nfe})]
         for name in self.schedule:
-            alphas_cumprod = np.cumprod(1.0 - self.betas(name))
-            for key, spacing, steps in settings:
+            full = GaussianDiffusion(self.betas(name))
+            for section, spacing, sigma_max, steps in settings:
                 try:
-                    spaced_timesteps(self.diffusion.timesteps, steps, spacing, alphas_cumprod)
+                    process = start_below(full, sigma_max)
                 except ValueError as err:
-                    raise ConfigError(f"{key}: invalid value {spacing!r} for schedule {name} at {steps} steps ({err}); "
-                                      f"expected one of {', '.join(SPACINGS)} that gives distinct timesteps") from None
+                    raise ConfigError(f"{section}.sigma_max: invalid value {sigma_max:g} for schedule {name} ({err}); "
+                                      "expected 0 (no bound) or a larger sigma, e.g. 80 (EDM)") from None
+                try:
+                    spaced_timesteps(process.num_timesteps, steps, spacing, process.alphas_cumprod_np)
+                except ValueError as err:
+                    raise ConfigError(f"{section}.spacing: invalid value {spacing!r} for schedule {name} at {steps} steps "
+                                      f"({err}); expected one of {', '.join(SPACINGS)} that gives distinct timesteps") from None
 
     def betas(self, name: str) -> np.ndarray:
         """The float64 betas [T] of schedule ``name`` with this study's T and parameters."""

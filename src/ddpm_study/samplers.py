@@ -42,6 +42,11 @@ class Sampler:
         """Network evaluations of one full reverse pass over ``steps`` steps (the cost axis: NFE)."""
         return self.calls_per_step * steps - (1 if self.saves_last_call else 0)
 
+    def steps_within(self, nfe: int) -> int:
+        """The most steps whose pass costs at most ``nfe`` network calls (at least one step): a budget of
+        10 NFE is 10 DDPM steps or 5 Heun steps (9 calls)."""
+        return max(1, (nfe + (1 if self.saves_last_call else 0)) // self.calls_per_step)
+
 
 REGISTRY: dict[str, Sampler] = {}
 
@@ -151,6 +156,33 @@ def get(name: str) -> Sampler:
 
 def model_calls(sampler: str, steps: int) -> int:
     return get(sampler).model_calls(steps)
+
+
+def steps_within(sampler: str, nfe: int) -> int:
+    return get(sampler).steps_within(nfe)
+
+
+def start_below(diffusion: GaussianDiffusion, sigma_max: float) -> GaussianDiffusion:
+    """The process on its timesteps with sigma = sqrt((1 - abar) / abar) <= ``sigma_max`` (0: all of them).
+
+    This is where the reverse pass starts, from x ~ N(0, I) all the same: EDM's sigma_max = 80 (Karras et al.
+    2022, generate.py) and DPM-Solver's lambda_min = log(alpha / sigma) >= -5.1 for cosine models (diffusers'
+    ``lambda_min_clipped``; sigma_max = e^5.1 = 164) are both this bound. Respace the result to choose steps.
+    """
+    if not sigma_max:
+        return diffusion
+    a = diffusion.alphas_cumprod_np
+    keep = np.flatnonzero(np.sqrt((1 - a) / a) <= sigma_max)
+    if len(keep) == 0:
+        raise ValueError(f"sigma_max = {sigma_max:g} is below the smallest sigma of the process "
+                         f"({float(np.sqrt((1 - a[0]) / a[0])):.3g}): no timestep is left")
+    return diffusion.subsequence(keep)
+
+
+def reverse_process(diffusion: GaussianDiffusion, steps: int, spacing: str = "linspace",
+                    sigma_max: float = 0.0) -> GaussianDiffusion:
+    """The respaced process a sampler runs: ``steps`` timesteps by ``spacing`` among those with sigma <= ``sigma_max``."""
+    return start_below(diffusion, sigma_max).respace(steps, spacing)
 
 
 @torch.no_grad()

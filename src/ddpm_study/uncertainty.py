@@ -93,6 +93,20 @@ def frechet_distance(x: np.ndarray, y: np.ndarray, device: torch.device | str = 
     return distance(Side(x, device), Side(y, device))
 
 
+def jackknife_groups(generated: Mapping, n_reference: int, groups: int,
+                     seed: int | Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The groups a paired jackknife leaves out in turn: of the generated samples (every set: one size) and of the
+    reference, drawn from ``seed`` in that order (so FID and precision/recall drop the same ones)."""
+    sizes = {len(v) for v in generated.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"paired jackknife needs generated sets of one size, got {sorted(sizes)}")
+    (n,) = sizes
+    if not 2 <= groups <= min(n, n_reference):
+        raise ValueError(f"groups must be in [2, {min(n, n_reference)}], got {groups}")
+    rng = np.random.default_rng(seed)
+    return np.array_split(rng.permutation(n), groups), np.array_split(rng.permutation(n_reference), groups)
+
+
 def jackknife(
     reference: np.ndarray, generated: Mapping[str, np.ndarray], groups: int, seed: int | Sequence[int],
     device: torch.device | str = "cpu",
@@ -103,15 +117,7 @@ def jackknife(
     fixed: computed once), row 1 one group of reference samples (the generated side is fixed). All
     generated sets must have one size: they drop the same groups (paired).
     """
-    sizes = {len(v) for v in generated.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"paired jackknife needs generated sets of one size, got {sorted(sizes)}")
-    (n,) = sizes
-    if not 2 <= groups <= min(n, len(reference)):
-        raise ValueError(f"groups must be in [2, {min(n, len(reference))}], got {groups}")
-    rng = np.random.default_rng(seed)
-    drop_generated = np.array_split(rng.permutation(n), groups)
-    drop_reference = np.array_split(rng.permutation(len(reference)), groups)
+    drop_generated, drop_reference = jackknife_groups(generated, len(reference), groups, seed)
     ref = Side(reference, device)
     full = {name: Side(feats, device) for name, feats in generated.items()}
     points = {name: distance(side, ref) for name, side in full.items()}
