@@ -156,8 +156,7 @@ def placement(anchors: Anchored, table: ScoreTable, names: list[str]) -> str:
 
 def sampler_gap(sweep: SweepMetrics, names: list[str], budgets: list[int], other: str = "ddim", w: float = 0.0) -> str:
     """FID(other) - FID(DDPM) over every schedule and NFE (same x_T; not paired by the jackknife)."""
-    gaps = [sweep.cells[Cell(other, n, w)].scores[x].fid - sweep.cells[Cell("ddpm", n, w)].scores[x].fid
-            for x in names for n in budgets]
+    gaps = [fid_gap(sweep, Cell(other, n, w), Cell("ddpm", n, w), x) for x in names for n in budgets]
     o = other.upper()
     if all(g > 0 for g in gaps):
         verdict = f"DDPM is better than {o} at every schedule and NFE"
