@@ -61,6 +61,27 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A tiny U-Net trained for 40 steps on random 28x28 images (EMA weights, eval mode): the model the checks
+    against diffusers (DDIM, DPM-Solver++, Heun) share."""
+    import torch
+
+    from ddpm_study import training
+    from ddpm_study.config import StudyConfig
+    from ddpm_study.diffusion import GaussianDiffusion
+    from pipeline import lineage
+
+    p = tiny_params()
+    p["train"].update(steps=40, log_every=10, checkpoint_every=40, ema_decay=0.9)
+    cfg = StudyConfig.from_dict(p)
+    images = torch.randint(0, 256, (128, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    result = training.train(schedule="linear", diffusion=GaussianDiffusion(cfg.betas("linear")), images=images,
+                            model_cfg=cfg.model, train_cfg=cfg.train, seed=0, lineage=lineage.training(cfg, "linear"),
+                            device=torch.device("cpu"), checkpoint_path=tmp_path_factory.mktemp("m") / "c.pt")
+    return cfg, training.load_ema_model(result.state, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
 def torch_home() -> Path:
     """TORCH_HOME holding the Inception weights; the tests that need them fail (not skip) without."""
     home = Path(os.environ.get("TORCH_HOME", ""))

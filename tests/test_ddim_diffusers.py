@@ -13,25 +13,8 @@ import pytest
 import torch
 
 from benchmarks.ddim_variants import diffusers_ddim
-from conftest import tiny_params
-from ddpm_study import training
-from ddpm_study.config import StudyConfig
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.samplers import sample_loop
-from pipeline import lineage
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny U-Net trained for 40 steps on Fashion-MNIST-sized random images (EMA weights, eval mode)."""
-    p = tiny_params()
-    p["train"].update(steps=40, log_every=10, checkpoint_every=40, ema_decay=0.9)
-    cfg = StudyConfig.from_dict(p)
-    images = torch.randint(0, 256, (128, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    result = training.train(schedule="linear", diffusion=GaussianDiffusion(cfg.betas("linear")), images=images,
-                            model_cfg=cfg.model, train_cfg=cfg.train, seed=0, lineage=lineage.training(cfg, "linear"),
-                            device=torch.device("cpu"), checkpoint_path=tmp_path_factory.mktemp("m") / "c.pt")
-    return cfg, training.load_ema_model(result.state, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])

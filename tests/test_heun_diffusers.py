@@ -10,7 +10,6 @@ import torch
 
 from ddpm_study.diffusion import GaussianDiffusion
 from ddpm_study.samplers import sample_loop
-from test_dpm_solver import trained  # noqa: F401 (the module's trained tiny U-Net fixture)
 
 diffusers = pytest.importorskip("diffusers", reason="diffusers is a test dependency: pip install -e .[test]")
 
