@@ -87,8 +87,8 @@ def budget(name: str, overrides: dict, fraction: float) -> dict:
     flops = {
         "train": 3 * f_unet * cfg.train.batch_size * cfg.train.steps * k,
         "sample": f_unet * s.num_images * model_calls(s.sampler, s.steps) * k,
-        "sweep": sum(f_unet * sw.num_images * model_calls(x, steps_within(x, n)) for x in sw.samplers for n in sw.nfe) * k,
-        "features": f_inc * (2 * s.num_images + k * (s.num_images + len(sw.samplers) * len(sw.nfe) * sw.num_images)),
+        "sweep": sum(f_unet * sw.num_images * model_calls(x, steps_within(x, n)) for x in sw.samplers for n in sw.budgets(x)) * k,
+        "features": f_inc * (2 * s.num_images + k * (s.num_images + sum(map(len, map(sw.budgets, sw.samplers))) * sw.num_images)),
     }
     rate = H200_BF16_MATMUL * fraction
     total = sum(flops.values())

@@ -50,6 +50,7 @@ SPACING_SAMPLERS, SPACINGS, SPACING_NFE = ("ddpm", "ddim", "dpmpp2m", "ode_clip"
 START_SAMPLERS, START_SIGMAS, START_NFE = ("ddim", "dpmpp2m", "ode", "ode_clip"), (EDM_SIGMA_MAX, DPM_SIGMA_MAX), (10,)
 UNBOUNDED_HERE = ("ode",)
 X0_TIMESTEPS, X0_IMAGES = 40, 256
+LARGE_BETAS = (0.05, 0.2)  # counted per schedule: the steps Euler-Maruyama takes at beta_t above these
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def x0_errors(cfg, name: str) -> list[dict]:
 def score(cfg) -> dict:
     sw = cfg.sweep
     ref = outputs.read_reference()
-    top = max(sw.nfe)
+    top = sw.baseline_nfe or max(sw.nfe)
     result = {"num_images": sw.num_images, "baseline": f"ddpm_{top}", "schedules": {}}
     for name in cfg.schedule:
         cells = [c for c in cells_of(name) if cached(name, c).exists()]
@@ -146,8 +147,9 @@ def score(cfg) -> dict:
         # the write-up lists the rest as not run (a later run resumes them from the cache).
         result.setdefault("not_run", []).extend(f"{name} {c.sampler.upper()} {c.steps} steps" for c in missing)
         feats = {c.key: np.load(cached(name, c)) for c in cells}
-        # The sweep's cells this experiment is read against: DDPM at the largest NFE and every default-spacing cell.
-        sweep_keys = {f"sweep_{cell.key}": cell for cell in outputs.sweep_cells(sw.samplers, sw.nfe)}
+        # The sweep's cells this experiment is read against: its baseline (DDPM at sweep.baseline_nfe) and every
+        # default-spacing cell.
+        sweep_keys = {f"sweep_{cell.key}": cell for cell in outputs.sweep_cells(sw.samplers, sw.nfe, baseline_nfe=sw.baseline_nfe)}
         feats.update({k: outputs.read_sweep_array(name, cell, "features") for k, cell in sweep_keys.items()})
         jack = scoring.jackknifed(cfg, feats, ref.reference, stream=STREAM)
         base = f"sweep_ddpm_{top}"
@@ -169,7 +171,12 @@ def score(cfg) -> dict:
             rows.append(row)
         swept = [{"sampler": cell.sampler, "nfe": cell.nfe, "steps": steps_within(cell.sampler, cell.nfe),
                   "fid": jack.fid[k], "fid_std": jack.std(k)} for k, cell in sweep_keys.items()]
-        result["schedules"][name] = {"cells": rows, "sweep": swept, "x0_error": x0_errors(cfg, name)}
+        # Euler-Maruyama linearises each step of the reverse SDE; with the chain's own betas its step is beta_t
+        # (beta(t) dt at T steps), so the steps where beta_t is not small are where it cannot be accurate.
+        betas = cfg.betas(name)
+        result["schedules"][name] = {"cells": rows, "sweep": swept, "x0_error": x0_errors(cfg, name),
+                                     "betas": {"max": float(betas.max()),
+                                               **{f"above_{b:g}": int((betas > b).sum()) for b in LARGE_BETAS}}}
         print(f"{name}: scored {len(rows)} cells", flush=True)
     return result
 

@@ -46,12 +46,23 @@ def long_section(result: dict, baseline: str) -> list[str]:
         last = cs[-1]
         converged = last.get("vs_previous", {}).get("within_noise")
         matches = last["vs_baseline"]["within_noise"] or last["vs_baseline"]["diff"] < 0
+        share = abs(last["vs_previous"]["diff"]) / cs[-2]["fid"]
         verdicts.append(
             f"{name}, {sampler.upper()}: from {cs[-2]['steps']} to {last['steps']} steps FID moves "
-            f"{_pair(last['vs_previous'])} ({'converged within noise' if converged else 'still moving beyond noise'}); at "
+            f"{_pair(last['vs_previous'])}, {share:.1%} of its FID "
+            f"({'converged within noise' if converged else 'beyond noise'}); at "
             f"{last['steps']} steps ({last['nfe']} NFE) it is {_pair(last['vs_baseline'])} from {baseline} "
             f"({'matches it' if matches else 'worse beyond noise'}).")
     not_run = result.get("not_run", [])
+    large = [(name, d["betas"]) for name, d in result["schedules"].items() if "betas" in d]
+    if large:
+        verdicts.append(
+            "Euler–Maruyama linearises each reverse step; on the chain's own betas its step size is β_t, so it is "
+            "accurate only where β_t is small, at any number of steps up to T: "
+            + "; ".join(f"{name}: max β_t {b['max']:.3g}, " + ", ".join(
+                f"{b[k]} steps above {k.split('_')[1]}" for k in b if k.startswith("above_")) for name, b in large)
+            + ". A Heun ODE that stops moving with more steps has converged to the model's own probability-flow ODE: "
+              "what is left against DDPM is the model's ε error (the x̂₀ section below), not the discretisation.")
     return ["## Long sweeps: where the SDE and the ODE converge", "",
             "Euler–Maruyama on the reverse VP-SDE (`sde`) and Heun on the probability-flow ODE without clipping (`ode`), "
             "linspace timesteps from t = T − 1. Δ: paired differences (≈: within noise).", "",

@@ -405,9 +405,13 @@ class Cell:
         return cls(sampler, int(nfe), float(guidance[0]) if guidance else 0.0)
 
 
-def sweep_cells(samplers: Sequence[str], nfe: Sequence[int], guidance: Sequence[float] = (0.0,)) -> list[Cell]:
-    """Every (sampler, NFE, guidance) of the sweep, sampler by sampler, then guidance as given, NFE ascending."""
-    return [Cell(sampler, n, w) for sampler in samplers for w in guidance for n in sorted(nfe)]
+def sweep_cells(samplers: Sequence[str], nfe: Sequence[int], guidance: Sequence[float] = (0.0,),
+                baseline_nfe: int = 0) -> list[Cell]:
+    """Every (sampler, NFE, guidance) of the sweep, sampler by sampler, then guidance as given, NFE ascending;
+    DDPM also at ``baseline_nfe`` (``SweepConfig.budgets``)."""
+    extra = {baseline_nfe} if baseline_nfe else set()
+    return [Cell(sampler, n, w) for sampler in samplers for w in guidance
+            for n in sorted(set(nfe) | (extra if sampler == "ddpm" else set()))]
 
 
 def sweep_array(schedule: str, cell: Cell, kind: str) -> Path:
@@ -474,9 +478,11 @@ def main_guidance(sample_guidance: float, sweep_guidance: Sequence[float]) -> fl
     return sample_guidance if sample_guidance in sweep_guidance else sweep_guidance[0]
 
 
-def baseline_cell(samplers: Sequence[str], nfe: Sequence[int], guidance: float = 0.0) -> Optional[Cell]:
-    """The sweep's reference cell for cross-sampler comparisons: DDPM at the most NFE (None without DDPM)."""
-    return Cell("ddpm", max(nfe), guidance) if "ddpm" in samplers else None
+def baseline_cell(samplers: Sequence[str], nfe: Sequence[int], guidance: float = 0.0,
+                  baseline_nfe: int = 0) -> Optional[Cell]:
+    """The sweep's reference cell for cross-sampler comparisons: DDPM at ``baseline_nfe``, 0 = at the most NFE
+    (None without DDPM)."""
+    return Cell("ddpm", baseline_nfe or max(nfe), guidance) if "ddpm" in samplers else None
 
 
 def read_sweep_metrics() -> SweepMetrics:

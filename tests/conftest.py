@@ -31,7 +31,7 @@ def tiny_params() -> dict:
     p["train"].update(steps=8, batch_size=16, log_every=2, checkpoint_every=4, warmup_steps=2)
     p["sample"].update(steps=4, num_images=24, batch_size=12, grid_images=4, gif_frames=3)
     p["evaluate"].update(batch_size=24, kid_subset_size=12, kid_subsets=5, jackknife_groups=6)
-    p["sweep"].update(samplers=["ddim"], nfe=[2], num_images=12, batch_size=12)  # the e2e test sweeps more
+    p["sweep"].update(samplers=["ddim"], nfe=[2], baseline_nfe=0, num_images=12, batch_size=12)  # the e2e test sweeps more
     return p
 
 

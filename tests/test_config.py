@@ -74,6 +74,8 @@ BAD = [
     ("sweep.samplers", ["ddim", "ddim"], ["sweep.samplers", "distinct"]),
     ("sweep.nfe", [10, 0], ["sweep.nfe[1]", "0", "[1, diffusion.timesteps = 1000]"]),
     ("sweep.nfe", [], ["sweep.nfe", "non-empty"]),
+    ("sweep.baseline_nfe", 1001, ["sweep.baseline_nfe", "1001", "[0, diffusion.timesteps = 1000]"]),
+    ("sweep.baseline_nfe", -1, ["sweep.baseline_nfe", "-1"]),
     ("sweep.steps", [10], ["sweep.steps", "unknown key", "nfe"]),
     ("sample.sigma_max", -1.0, ["sample.sigma_max", "-1", ">= 0"]),
     ("sample.sigma_max", 0.001, ["sample.sigma_max", "0.001", "linear", "no timestep is left", "80 (EDM)"]),

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import default_params
+from ddpm_study.config import StudyConfig
 from pipeline import outputs
 from pipeline.outputs import Cell, Pair, Scores, ScoreTable
 
@@ -30,6 +32,22 @@ def test_cell_key_round_trips_and_orders_by_steps():
     assert outputs.sweep_cells(["ddpm", "ddim"], [50, 10]) == [Cell("ddpm", 10), Cell("ddpm", 50),
                                                               Cell("ddim", 10), Cell("ddim", 50)]
     assert sorted([Cell("ddim", 100), Cell("ddim", 20)]) == [Cell("ddim", 20), Cell("ddim", 100)]  # not "100" < "20"
+
+
+def test_the_baseline_budget_adds_a_ddpm_cell_only():
+    """sweep.baseline_nfe runs DDPM (only) at one more budget, the cell every other is paired with; 0 = the most
+    NFE of the grid; a budget already in the grid adds nothing. The config's budgets agree with the stage's cells."""
+    assert outputs.sweep_cells(["ddpm", "ddim"], [10], baseline_nfe=100) == [Cell("ddpm", 10), Cell("ddpm", 100),
+                                                                            Cell("ddim", 10)]
+    assert outputs.sweep_cells(["ddpm", "ddim"], [10, 100], baseline_nfe=100) == outputs.sweep_cells(["ddpm", "ddim"], [10, 100])
+    assert outputs.baseline_cell(["ddpm", "ddim"], [10, 20], baseline_nfe=100) == Cell("ddpm", 100)
+    assert outputs.baseline_cell(["ddpm", "ddim"], [10, 20]) == Cell("ddpm", 20)
+    assert outputs.baseline_cell(["ddim"], [10, 20], baseline_nfe=100) is None
+    p = default_params()
+    p["sweep"].update(samplers=["ddim", "ddpm"], nfe=[20, 5], baseline_nfe=100)
+    sw = StudyConfig.from_dict(p).sweep
+    assert (sw.budgets("ddpm"), sw.budgets("ddim"), sw.all_budgets) == ([5, 20, 100], [5, 20], [5, 20, 100])
+    assert [c.nfe for c in outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance, sw.baseline_nfe)] == [5, 20, 5, 20, 100]
 
 
 def test_a_cell_is_a_budget_of_network_calls():

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def studied(tmp_path_factory, torch_home, fashion_mnist_dir):
     """A repository in which `dvc repro` ran the tiny study, its results committed."""
     params = tiny_params()
-    params["sweep"].update(samplers=["ddpm", "ddim"], nfe=[2, 4])
+    params["sweep"].update(samplers=["ddpm", "ddim"], nfe=[2, 4], baseline_nfe=6)  # DDPM only at 6
     repo, env = make_repo(tmp_path_factory.mktemp("study"), params, torch_home)
     sh("dvc repro", repo, env)
     sh("git add -A && git commit -qm study", repo, env)
@@ -54,14 +54,15 @@ def test_dvc_repro_runs_the_study(study):
     for row in (*(evaluate[n] for n in schedules), evaluate["real_vs_real"]):
         assert 0 <= row["precision"] <= 1 and 0 <= row["recall"] <= 1 and row["precision_std"] >= 0, row
     sweep = json.loads((repo / "metrics/sweep.json").read_text())
-    assert sweep["num_images"] == 12 and sorted(sweep["cells"]) == ["ddim_2", "ddim_4", "ddpm_2", "ddpm_4"]
+    assert sweep["num_images"] == 12 and sorted(sweep["cells"]) == ["ddim_2", "ddim_4", "ddpm_2", "ddpm_4", "ddpm_6"]
     for cell in sweep["cells"].values():
         assert all(cell[n]["fid"] > 0 and cell[n]["fid_std"] > 0 for n in schedules) and len(cell["pairs"]) == 6
     assert (repo / "sweep/cosine/ddim_4_trajectory.npy").is_file() and (repo / "plots/sweep/cosine_ddim.tsv").is_file()
-    # Every cell against DDPM at the most NFE, paired per schedule; the write-up names the cheapest match.
+    # Every cell against DDPM at sweep.baseline_nfe (a cell only DDPM runs), paired per schedule; the write-up names
+    # the cheapest match, and its tables mark the cells the grid leaves out.
     versus = sweep["versus_baseline"]
-    assert versus["baseline"] == "ddpm_4" and all(sorted(versus[n]) == sorted(sweep["cells"]) for n in schedules)
-    assert versus["linear"]["ddpm_4"] == {"diff": 0.0, "std": 0.0, "within_noise": True}
+    assert versus["baseline"] == "ddpm_6" and all(sorted(versus[n]) == sorted(sweep["cells"]) for n in schedules)
+    assert versus["linear"]["ddpm_6"] == {"diff": 0.0, "std": 0.0, "within_noise": True}
     report = (repo / "reports/main/README.md").read_text()
     assert "| cosine" in report and "schedules.png" in report and "real vs real" in report
     for part in ("## Conclusions", "## Protocol", "fid_vs_nfe.png", "loss_by_timestep.png", "same_noise.png",
@@ -73,9 +74,11 @@ def test_dvc_repro_runs_the_study(study):
     assert re.search(r"\*\*(linear|quadratic|sigmoid|cosine)\*\* has the lowest FID \(\d+\.\d ± \d+\.\d\)", main), main
     assert main.count("within noise of it") + main.count("worse beyond noise") >= 1, main
     assert re.search(r"- DDPM: FID\(linear\) − FID\(cosine\) = -?\d+\.\d ± \d+\.\d at 2 NFE", report)
-    assert "**The cheapest setting that matches DDPM at 4 NFE**" in report and "**Precision / recall**" in report
+    assert "**The cheapest setting that matches DDPM at 6 NFE**" in report and "**Precision / recall**" in report
     assert re.search(r"FID\(DDIM\) − FID\(DDPM\) at 10 NFE|DDIM \(Song et al\. 2021", report) is None  # no 10-NFE cell here
     assert re.search(r"- DDIM: FID\(linear\) − FID\(cosine\) = .* — (we do \*\*not\*\*|our numbers|cosine leads)", report)
+    assert any(line.startswith("| linear") and "DDIM" in line and line.rstrip(" |").endswith("–")
+               for line in report.splitlines()), "DDIM's row has no 6-NFE cell"
     for figure in ("fid_vs_nfe.png", "same_noise.png", "trajectory.png", "sweep.csv"):
         assert (repo / "reports/main" / figure).is_file(), figure
 

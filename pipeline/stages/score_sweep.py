@@ -17,11 +17,15 @@ def run(cfg: StudyConfig, params: Path) -> None:
     sw = cfg.sweep
     ref = outputs.read_reference()
     floor = ref.floor[: sw.num_images]
-    cells = outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance)
+    cells = outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance, sw.baseline_nfe)
+    # A cell's jackknife groups follow its place in the full grid (every sampler at every budget), so dropping
+    # some budgets of some samplers leaves the other cells' spreads as they were.
+    grid = outputs.sweep_cells(sw.samplers, sw.all_budgets, sw.guidance)
     console.print(f"jackknife ({cfg.evaluate.jackknife_groups} groups) per cell, floor and trivial generators")
     # Across cells: every cell of a schedule shares its x_T, so one jackknife per schedule pairs each cell with the
-    # baseline (DDPM at the most NFE) and says which cheaper settings match it within noise.
-    baseline = outputs.baseline_cell(sw.samplers, sw.nfe, outputs.main_guidance(cfg.sample.guidance, sw.guidance))
+    # baseline (DDPM at sweep.baseline_nfe) and says which cheaper settings match it within noise.
+    baseline = outputs.baseline_cell(sw.samplers, sw.nfe, outputs.main_guidance(cfg.sample.guidance, sw.guidance),
+                                    sw.baseline_nfe)
     versus = {}
     if baseline is not None:
         for i, name in enumerate(cfg.schedule):
@@ -37,7 +41,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
         ceilings=scoring.ceilings(cfg, sw.num_images, ref.reference, device),
         cells={cell: scoring.with_spreads(
             cfg, {name: outputs.read_sweep_array(name, cell, "features") for name in cfg.schedule},
-            ref.reference, stream=scoring.SWEEP_STREAMS + i) for i, cell in enumerate(cells)},
+            ref.reference, stream=scoring.SWEEP_STREAMS + grid.index(cell)) for cell in cells},
         baseline=baseline, versus_baseline=versus,
     )
     outputs.write_sweep_metrics(result, cfg.schedule, sw.samplers)

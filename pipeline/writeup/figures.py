@@ -106,10 +106,10 @@ def sweep_figure(cfg: StudyConfig, sweep: SweepMetrics, w: float = 0.0) -> str:
     other weights)."""
     fig, axes = _subplots(1, 2, figsize=(11, 4))
     styles = STYLES
-    budgets = sorted(cfg.sweep.nfe)
+    budgets = cfg.sweep.all_budgets
     for name in cfg.schedule:
         for sampler in cfg.sweep.samplers:
-            keys = [Cell(sampler, n, w) for n in budgets]
+            keys = [Cell(sampler, n, w) for n in cfg.sweep.budgets(sampler)]
             cells = [sweep.cells[k].scores[name] for k in keys]
             line, marker = styles.get(sampler, (":", "^"))
             for ax, key, std in ((axes[0], "fid", "fid_std"), (axes[1], "kid_mean", "kid_std")):

@@ -92,7 +92,8 @@ def nichol_dhariwal_shortening(sweep: SweepMetrics, samplers: list[str], steps: 
         return ["Needs linear and cosine and at least two NFE budgets in the sweep; not checked in this run."]
     lines = []
     for sampler in samplers:
-        few, many = few_vs_many_steps(sweep, sampler, steps, w=w)
+        own = sorted(c.nfe for c in sweep.cells if c.sampler == sampler and c.guidance == w)  # DDPM's has the baseline
+        few, many = few_vs_many_steps(sweep, sampler, own, w=w)
         few_s, many_s = fmt_pair(few), fmt_pair(many)
         if few.within_noise:
             verdict = "we do **not** see it: at the fewest steps the two are within noise"
@@ -103,8 +104,8 @@ def nichol_dhariwal_shortening(sweep: SweepMetrics, samplers: list[str], steps: 
         else:
             verdict = ("cosine leads beyond noise at the fewest steps, but its lead does **not** shrink beyond noise "
                        "with more steps, so only half of the claim is supported")
-        lines.append(f"{sampler.upper()}: FID(linear) − FID(cosine) = {few_s} at {min(steps)} NFE and {many_s} at "
-                     f"{max(steps)} NFE — {verdict}.")
+        lines.append(f"{sampler.upper()}: FID(linear) − FID(cosine) = {few_s} at {min(own)} NFE and {many_s} at "
+                     f"{max(own)} NFE — {verdict}.")
     return lines
 
 

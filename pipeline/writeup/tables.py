@@ -62,6 +62,9 @@ def pairs(table: ScoreTable, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+NOT_RUN = "–"  # a sweep cell the grid leaves out (``SweepConfig.budgets``)
+
+
 def main_guidance(cfg: StudyConfig) -> float:
     """The guidance weight the sweep's findings and figures are read at (``outputs.main_guidance``)."""
     return outputs.main_guidance(cfg.sample.guidance, cfg.sweep.guidance)
@@ -74,14 +77,14 @@ def setting_label(sampler: str, w: float, conditional: bool) -> str:
 
 def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """FID ± std per (schedule, sampler, guidance) x NFE; the best schedule per cell; and a long CSV form."""
-    budgets = sorted(cfg.sweep.nfe)
     conditional = cfg.model.num_classes > 0
     wide, best, long = [], [], []
     for sampler in cfg.sweep.samplers:
+        budgets = cfg.sweep.budgets(sampler)
         for w in cfg.sweep.guidance:
             label = setting_label(sampler, w, conditional)
             for name in cfg.schedule:
-                row = {"schedule": name, "sampler": label}
+                row = {"schedule": name, "sampler": label, **{f"{n} NFE": NOT_RUN for n in cfg.sweep.all_budgets}}
                 for n in budgets:
                     cell = Cell(sampler, n, w)
                     c = sweep.cells[cell].scores[name]
@@ -107,8 +110,9 @@ def sweep_precision_recall(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFram
     for sampler in cfg.sweep.samplers:
         for w in cfg.sweep.guidance:
             for name in cfg.schedule:
-                row = {"schedule": name, "sampler": setting_label(sampler, w, conditional)}
-                for n in sorted(cfg.sweep.nfe):
+                row = {"schedule": name, "sampler": setting_label(sampler, w, conditional),
+                       **{f"{n} NFE": NOT_RUN for n in cfg.sweep.all_budgets}}
+                for n in cfg.sweep.budgets(sampler):
                     c = sweep.cells[Cell(sampler, n, w)].scores[name]
                     row[f"{n} NFE"] = f"{100 * c.precision:.0f} / {100 * c.recall:.0f}" if c.precision is not None else ""
                 rows.append(row)
@@ -117,13 +121,12 @@ def sweep_precision_recall(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFram
 
 def versus_baseline(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
     """ΔFID of every cell against the baseline cell, per schedule, with its paired verdict ("≈": within noise)."""
-    budgets = sorted(cfg.sweep.nfe)
     rows = []
     for sampler in cfg.sweep.samplers:
         for name in cfg.schedule:
             pairs = sweep.versus_baseline[name]
-            row = {"schedule": name, "sampler": sampler.upper()}
-            for n in budgets:
+            row = {"schedule": name, "sampler": sampler.upper(), **{f"{n} NFE": NOT_RUN for n in cfg.sweep.all_budgets}}
+            for n in cfg.sweep.budgets(sampler):
                 cell = Cell(sampler, n, sweep.baseline.guidance)
                 p = pairs[cell]
                 row[f"{n} NFE"] = ("baseline" if cell == sweep.baseline else
@@ -157,7 +160,7 @@ def per_class(cfg: StudyConfig, evaluate: EvaluateMetrics) -> pd.DataFrame:
 
 def snr(cfg: StudyConfig) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Fractions of all T steps, and of the fewest-step sampler's steps, in each SNR band."""
-    fewest = min(steps_within(x, n) for x in cfg.sweep.samplers for n in cfg.sweep.nfe)
+    fewest = min(steps_within(x, n) for x in cfg.sweep.samplers for n in cfg.sweep.budgets(x))
     rows, fractions = [], {}
     for name in schedules.SCHEDULES:
         ac = alphas_cumprod(cfg, name)

@@ -100,7 +100,7 @@ def write_up(inputs: Inputs) -> str:
         f"- {findings.main_setting(cfg, evaluate)}",
         *[f"- **At {n} NFE, {sampler.upper()}{at_w}** (N = {sweep.num_images}): "
           + findings.ranking(sweep.cells[Cell(sampler, n, w)], names)
-          for sampler in samplers for n in sorted({budgets[0], budgets[-1]})],
+          for sampler in samplers for n in sorted({cfg.sweep.budgets(sampler)[0], cfg.sweep.budgets(sampler)[-1]})],
         f"- {findings.placement(evaluate, evaluate.table, names)} Differences between schedules are to be read "
         "against that span.",
         *([f"- {findings.precision_recall_summary(evaluate, names)}"]
@@ -162,12 +162,15 @@ def write_up(inputs: Inputs) -> str:
         f"- **Main setting**: {sampler_text}, {sample_info.steps} steps, N = {evaluate.num_images} samples per schedule. "
         f"**Sweep**: {', '.join(x.upper() for x in samplers)} at {', '.join(map(str, budgets))} network calls per "
         "sample (NFE; each sampler takes the most steps that fit: "
-        + ", ".join(f"{x.upper()} {'/'.join(str(Cell(x, n).steps) for n in budgets)}" for x in samplers) + " steps)"
+        + ", ".join(f"{x.upper()} {'/'.join(str(Cell(x, n).steps) for n in cfg.sweep.budgets(x))}" for x in samplers)
+        + " steps)"
+        + (f"; DDPM also at {sweep.baseline.nfe} NFE, the baseline every cell is paired with"
+           if sweep.baseline and sweep.baseline.nfe not in budgets else "")
         + (f", guidance w ∈ {{{', '.join(f'{g:g}' for g in cfg.sweep.guidance)}}}" if conditional else "")
         + f", N = {sweep.num_images} per cell."
         + (f" The full {cfg.diffusion.timesteps}-step chain is not in this sweep: at the measured sampling speed it "
            f"would take about {full_chain_minutes(inputs):.0f} min per schedule and sampler here (add it to "
-           "`sweep.nfe` on a GPU)." if max(budgets) < cfg.diffusion.timesteps else ""),
+           "`sweep.nfe` on a GPU)." if max(cfg.sweep.all_budgets) < cfg.diffusion.timesteps else ""),
         "- **Same noise**: every run (schedule, sampler, NFE) starts from the same x_T; within a setting the "
         "schedules also share DDPM's per-step noise, so schedule comparisons are paired.",
         f"- **Metrics**: FID and KID on 2048-d Inception-v3 pool features (torch-fidelity `inception-v3-compat`, the "

@@ -120,12 +120,23 @@ class SweepConfig:
 
     samplers: tuple[str, ...]
     nfe: tuple[int, ...]  # network calls per sample; each sampler takes the most steps that fit (``steps_within``)
+    baseline_nfe: int  # DDPM at this NFE is the cell every other is read against (0: the largest of ``nfe``)
     spacing: str
     sigma_max: float
     guidance: tuple[float, ...]
     eta: float
     num_images: int
     batch_size: int
+
+    def budgets(self, sampler: str) -> list[int]:
+        """The NFE budgets ``sampler`` runs at, ascending: ``nfe``, and for DDPM the baseline's too."""
+        extra = {self.baseline_nfe} if sampler == "ddpm" and self.baseline_nfe else set()
+        return sorted(set(self.nfe) | extra)
+
+    @property
+    def all_budgets(self) -> list[int]:
+        """Every budget some sampler of the sweep runs at, ascending (the tables' columns)."""
+        return sorted({n for x in self.samplers for n in self.budgets(x)})
 
     def check(self, timesteps: int, evaluate: EvaluateConfig, reference_images: int) -> None:
         for i, name in enumerate(self.samplers):
@@ -137,6 +148,8 @@ class SweepConfig:
             require(1 <= nfe <= timesteps, f"sweep.nfe[{i}]", nfe, f"an integer in [1, diffusion.timesteps = {timesteps}]")
         require(len(self.nfe) > 0 and len(set(self.nfe)) == len(self.nfe), "sweep.nfe", list(self.nfe),
                  "a non-empty list of distinct budgets of network calls")
+        require(0 <= self.baseline_nfe <= timesteps, "sweep.baseline_nfe", self.baseline_nfe,
+                 f"an integer in [0, diffusion.timesteps = {timesteps}] (0 = the largest of sweep.nfe)")
         require(self.sigma_max >= 0, "sweep.sigma_max", self.sigma_max, "a number >= 0 (0 = no bound)")
         for i, w in enumerate(self.guidance):
             require(w >= -1, f"sweep.guidance[{i}]", w, "a number >= -1 (-1 = unconditional, 0 = conditional)")
@@ -253,7 +266,7 @@ class StudyConfig:
         s, sw = self.sample, self.sweep
         settings = [("sample", s.spacing, s.sigma_max, s.steps)]
         settings += [("sweep", sw.spacing, sw.sigma_max, steps)
-                     for steps in sorted({steps_within(x, n) for x in sw.samplers for n in sw.nfe})]
+                     for steps in sorted({steps_within(x, n) for x in sw.samplers for n in sw.budgets(x)})]
         for name in self.schedule:
             full = GaussianDiffusion(self.betas(name))
             for section, spacing, sigma_max, steps in settings:
