@@ -76,6 +76,7 @@ def test_a_main_study_experiment_passes_the_gate_the_extended_stages_refuse_it(t
         p["train"]["checkpoint_every"] = 7
     if key == "diffusion.timesteps":  # a shorter process: the main study's step counts fit, the grid's 100 does not
         p["sample"]["steps"], p["sweep"]["nfe"], p["extended"]["cross"]["steps"] = 50, [10, 50], [10, 100]
+        p["sweep"]["baseline_nfe"] = 0  # DDPM's baseline at the largest of sweep.nfe
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     extended_params.load(tmp_path / "params.yaml", gate=True)
     with pytest.raises(ConfigError, match="^" + message):
