@@ -10,6 +10,7 @@ network, no training: it reads files, parses both dvc.yaml files and imports two
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -227,3 +228,28 @@ def test_the_gpu_budget_table_is_the_scripts_output() -> None:
         command = text.split(f"dvc exp run -n {name} ")[1].split("\n```")[0].split("\n# ")[0]
         shown = dict(arg.strip("'").split("=", 1) for arg in command.replace("\\\n", " ").split() if "=" in arg)
         assert {k: yaml.safe_load(v) for k, v in shown.items()} == overrides, name
+
+
+def verdict_rates_sentence(result: dict) -> str:
+    """The sentence docs/method.md quotes from benchmarks/verdict_rates.json (rerun: python benchmarks/verdict_rates.py)."""
+    e, shifts = result["equal"], result["shifts"]
+    keys = sorted(shifts, key=float)
+
+    def pct(values):
+        return ", ".join(f"{v:.0%}".replace("%", " %") for v in values)
+
+    wrong = max(shifts[k]["wrong_direction_rate"] for k in keys)
+    return (f"the rule called two sets of one distribution different in {pct([e['false_better_rate']])} of trials "
+            f"(the jackknife std was {e['std_ratio']:.2f}× the spread of ΔFID over trials; "
+            f"{e['threshold_for_5pct']:.2f} stds would give a 5 % rate), and it detected shifts of known order "
+            f"({', '.join(f'{100 * float(k):.0f}' for k in keys)} % of a set's features replaced by generated ones; "
+            f"mean ΔFID {', '.join(format(-shifts[k]['mean_diff'], '.1f') for k in keys)}) in "
+            f"{pct([shifts[k]['power'] for k in keys])} of trials "
+            f"({pct([shifts[k]['power_at_threshold_for_5pct'] for k in keys])} at {e['threshold_for_5pct']:.2f} stds), "
+            + ("never in the wrong direction" if wrong == 0 else f"in the wrong direction in up to {wrong:.0%}"))
+
+
+def test_the_method_page_quotes_the_verdict_rates():
+    result = json.loads((ROOT / "benchmarks" / "verdict_rates.json").read_text())
+    text = " ".join((ROOT / "docs" / "method.md").read_text().split())
+    assert verdict_rates_sentence(result) in text
