@@ -136,7 +136,7 @@ def x0_errors(cfg, name: str) -> list[dict]:
 def score(cfg) -> dict:
     sw = cfg.sweep
     ref = outputs.read_reference()
-    top = sw.baseline_nfe or max(sw.nfe)
+    top = sw.baseline_budget
     result = {"num_images": sw.num_images, "baseline": f"ddpm_{top}", "schedules": {}}
     for name in cfg.schedule:
         cells = [c for c in cells_of(name) if cached(name, c).exists()]
@@ -149,7 +149,7 @@ def score(cfg) -> dict:
         feats = {c.key: np.load(cached(name, c)) for c in cells}
         # The sweep's cells this experiment is read against: its baseline (DDPM at sweep.baseline_nfe) and every
         # default-spacing cell.
-        sweep_keys = {f"sweep_{cell.key}": cell for cell in outputs.sweep_cells(sw.samplers, sw.nfe, baseline_nfe=sw.baseline_nfe)}
+        sweep_keys = {f"sweep_{cell.key}": cell for cell in outputs.sweep_grid(sw)}
         feats.update({k: outputs.read_sweep_array(name, cell, "features") for k, cell in sweep_keys.items()})
         jack = scoring.jackknifed(cfg, feats, ref.reference, stream=STREAM)
         base = f"sweep_ddpm_{top}"

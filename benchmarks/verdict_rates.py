@@ -72,7 +72,7 @@ def main(trials: int = typer.Option(40), n: int = typer.Option(500, help="images
     cfg = params.load(ROOT / "params.yaml")
     groups = cfg.evaluate.jackknife_groups
     pool_real = np.concatenate(real_features(real, cfg.seed))
-    base = outputs.baseline_cell(cfg.sweep.samplers, cfg.sweep.nfe, 0.0, cfg.sweep.baseline_nfe)
+    base = outputs.baseline_cell(cfg.sweep)
     pool_gen = np.concatenate([outputs.read_sweep_array(name, base, "features") for name in cfg.schedule])
     if 3 * n > len(pool_real) or max(FRACTIONS) * n > len(pool_gen):
         raise SystemExit(f"N = {n} needs {3 * n} real and {int(max(FRACTIONS) * n)} generated features; "

@@ -14,13 +14,16 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ddpm_study import samplers
 from ddpm_study.files import atomic_path, read_array, write_array, write_json, write_text
+
+if TYPE_CHECKING:
+    from ddpm_study.config import SweepConfig
 
 PARAMS = Path("params.yaml")  # input of every stage; not written by any
 
@@ -405,13 +408,14 @@ class Cell:
         return cls(sampler, int(nfe), float(guidance[0]) if guidance else 0.0)
 
 
-def sweep_cells(samplers: Sequence[str], nfe: Sequence[int], guidance: Sequence[float] = (0.0,),
-                baseline_nfe: int = 0) -> list[Cell]:
-    """Every (sampler, NFE, guidance) of the sweep, sampler by sampler, then guidance as given, NFE ascending;
-    DDPM also at ``baseline_nfe`` (``SweepConfig.budgets``)."""
-    extra = {baseline_nfe} if baseline_nfe else set()
-    return [Cell(sampler, n, w) for sampler in samplers for w in guidance
-            for n in sorted(set(nfe) | (extra if sampler == "ddpm" else set()))]
+def sweep_cells(samplers: Sequence[str], nfe: Sequence[int], guidance: Sequence[float] = (0.0,)) -> list[Cell]:
+    """Every (sampler, NFE, guidance) of a full grid, sampler by sampler, then guidance as given, NFE ascending."""
+    return [Cell(sampler, n, w) for sampler in samplers for w in guidance for n in sorted(nfe)]
+
+
+def sweep_grid(sw: SweepConfig) -> list[Cell]:
+    """The `sweep` section's cells, in ``sweep_cells``' order: each sampler at its ``SweepConfig.budgets``."""
+    return [Cell(sampler, n, w) for sampler in sw.samplers for w in sw.guidance for n in sw.budgets(sampler)]
 
 
 def sweep_array(schedule: str, cell: Cell, kind: str) -> Path:
@@ -440,7 +444,7 @@ SCORE_SWEEP_OUTS = (SWEEP_METRICS, SWEEP_PLOTS_DIR)
 class SweepMetrics(Anchored):
     eta: float
     cells: dict[Cell, ScoreTable]
-    # Per schedule, every cell against one baseline cell (``baseline_cell``: DDPM at the most NFE), paired over the
+    # Per schedule, every cell against one baseline cell (``baseline_cell``: DDPM at sweep.baseline_nfe), paired over the
     # shared x_T by one jackknife per schedule: FID(cell) - FID(baseline). Empty without a baseline.
     baseline: Optional[Cell] = None
     versus_baseline: dict[str, dict[Cell, Pair]] = dataclasses.field(default_factory=dict)
@@ -478,11 +482,10 @@ def main_guidance(sample_guidance: float, sweep_guidance: Sequence[float]) -> fl
     return sample_guidance if sample_guidance in sweep_guidance else sweep_guidance[0]
 
 
-def baseline_cell(samplers: Sequence[str], nfe: Sequence[int], guidance: float = 0.0,
-                  baseline_nfe: int = 0) -> Optional[Cell]:
-    """The sweep's reference cell for cross-sampler comparisons: DDPM at ``baseline_nfe``, 0 = at the most NFE
-    (None without DDPM)."""
-    return Cell("ddpm", baseline_nfe or max(nfe), guidance) if "ddpm" in samplers else None
+def baseline_cell(sw: SweepConfig, guidance: float = 0.0) -> Optional[Cell]:
+    """The sweep's reference cell for cross-sampler comparisons: DDPM at ``SweepConfig.baseline_budget`` (None
+    without DDPM)."""
+    return Cell("ddpm", sw.baseline_budget, guidance) if "ddpm" in sw.samplers else None
 
 
 def read_sweep_metrics() -> SweepMetrics:

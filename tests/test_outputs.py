@@ -36,18 +36,21 @@ def test_cell_key_round_trips_and_orders_by_steps():
 
 def test_the_baseline_budget_adds_a_ddpm_cell_only():
     """sweep.baseline_nfe runs DDPM (only) at one more budget, the cell every other is paired with; 0 = the most
-    NFE of the grid; a budget already in the grid adds nothing. The config's budgets agree with the stage's cells."""
-    assert outputs.sweep_cells(["ddpm", "ddim"], [10], baseline_nfe=100) == [Cell("ddpm", 10), Cell("ddpm", 100),
-                                                                            Cell("ddim", 10)]
-    assert outputs.sweep_cells(["ddpm", "ddim"], [10, 100], baseline_nfe=100) == outputs.sweep_cells(["ddpm", "ddim"], [10, 100])
-    assert outputs.baseline_cell(["ddpm", "ddim"], [10, 20], baseline_nfe=100) == Cell("ddpm", 100)
-    assert outputs.baseline_cell(["ddpm", "ddim"], [10, 20]) == Cell("ddpm", 20)
-    assert outputs.baseline_cell(["ddim"], [10, 20], baseline_nfe=100) is None
-    p = default_params()
-    p["sweep"].update(samplers=["ddim", "ddpm"], nfe=[20, 5], baseline_nfe=100)
-    sw = StudyConfig.from_dict(p).sweep
+    NFE of the grid; a budget already in the grid adds nothing. The stages' cells follow the config's budgets."""
+    def sweep(samplers, nfe, baseline_nfe):
+        p = default_params()
+        p["sweep"].update(samplers=samplers, nfe=nfe, baseline_nfe=baseline_nfe)
+        return StudyConfig.from_dict(p).sweep
+
+    sw = sweep(["ddim", "ddpm"], [20, 5], 100)
     assert (sw.budgets("ddpm"), sw.budgets("ddim"), sw.all_budgets) == ([5, 20, 100], [5, 20], [5, 20, 100])
-    assert [c.nfe for c in outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance, sw.baseline_nfe)] == [5, 20, 5, 20, 100]
+    assert outputs.sweep_grid(sw) == [Cell("ddim", 5), Cell("ddim", 20), Cell("ddpm", 5), Cell("ddpm", 20),
+                                      Cell("ddpm", 100)]
+    assert outputs.baseline_cell(sw) == Cell("ddpm", 100) and outputs.baseline_cell(sw, 3.0) == Cell("ddpm", 100, 3.0)
+    same = sweep(["ddpm", "ddim"], [10, 100], 100)
+    assert outputs.sweep_grid(same) == outputs.sweep_cells(["ddpm", "ddim"], [10, 100])
+    assert outputs.baseline_cell(sweep(["ddpm", "ddim"], [10, 20], 0)) == Cell("ddpm", 20)
+    assert outputs.baseline_cell(sweep(["ddim"], [10, 20], 100)) is None
 
 
 def test_a_cell_is_a_budget_of_network_calls():

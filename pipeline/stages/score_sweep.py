@@ -17,15 +17,14 @@ def run(cfg: StudyConfig, params: Path) -> None:
     sw = cfg.sweep
     ref = outputs.read_reference()
     floor = ref.floor[: sw.num_images]
-    cells = outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance, sw.baseline_nfe)
+    cells = outputs.sweep_grid(sw)
     # A cell's jackknife groups follow its place in the full grid (every sampler at every budget), so dropping
     # some budgets of some samplers leaves the other cells' spreads as they were.
     grid = outputs.sweep_cells(sw.samplers, sw.all_budgets, sw.guidance)
     console.print(f"jackknife ({cfg.evaluate.jackknife_groups} groups) per cell, floor and trivial generators")
     # Across cells: every cell of a schedule shares its x_T, so one jackknife per schedule pairs each cell with the
     # baseline (DDPM at sweep.baseline_nfe) and says which cheaper settings match it within noise.
-    baseline = outputs.baseline_cell(sw.samplers, sw.nfe, outputs.main_guidance(cfg.sample.guidance, sw.guidance),
-                                    sw.baseline_nfe)
+    baseline = outputs.baseline_cell(sw, outputs.main_guidance(cfg.sample.guidance, sw.guidance))
     versus = {}
     if baseline is not None:
         for i, name in enumerate(cfg.schedule):

@@ -25,7 +25,7 @@ TRAJECTORY_IMAGES, TRAJECTORY_FRAMES = 4, 9
 def run(cfg: StudyConfig, params: Path) -> None:
     device = setup_device(cfg.device, cfg.reproducible)
     sw = cfg.sweep
-    cells = outputs.sweep_cells(sw.samplers, sw.nfe, sw.guidance, sw.baseline_nfe)
+    cells = outputs.sweep_grid(sw)
     for name in cfg.schedule:
         model, diffusion = checkpoints.load(cfg, name, device)
         with progress() as bar:

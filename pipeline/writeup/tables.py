@@ -65,6 +65,11 @@ def pairs(table: ScoreTable, names: list[str]) -> pd.DataFrame:
 NOT_RUN = "–"  # a sweep cell the grid leaves out (``SweepConfig.budgets``)
 
 
+def _budget_columns(cfg: StudyConfig) -> dict[str, str]:
+    """One "<n> NFE" column per budget of the sweep, each NOT_RUN until a sampler's row fills it."""
+    return {f"{n} NFE": NOT_RUN for n in cfg.sweep.all_budgets}
+
+
 def main_guidance(cfg: StudyConfig) -> float:
     """The guidance weight the sweep's findings and figures are read at (``outputs.main_guidance``)."""
     return outputs.main_guidance(cfg.sample.guidance, cfg.sweep.guidance)
@@ -84,7 +89,7 @@ def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataF
         for w in cfg.sweep.guidance:
             label = setting_label(sampler, w, conditional)
             for name in cfg.schedule:
-                row = {"schedule": name, "sampler": label, **{f"{n} NFE": NOT_RUN for n in cfg.sweep.all_budgets}}
+                row = {"schedule": name, "sampler": label, **_budget_columns(cfg)}
                 for n in budgets:
                     cell = Cell(sampler, n, w)
                     c = sweep.cells[cell].scores[name]
@@ -111,7 +116,7 @@ def sweep_precision_recall(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFram
         for w in cfg.sweep.guidance:
             for name in cfg.schedule:
                 row = {"schedule": name, "sampler": setting_label(sampler, w, conditional),
-                       **{f"{n} NFE": NOT_RUN for n in cfg.sweep.all_budgets}}
+                       **_budget_columns(cfg)}
                 for n in cfg.sweep.budgets(sampler):
                     c = sweep.cells[Cell(sampler, n, w)].scores[name]
                     row[f"{n} NFE"] = f"{100 * c.precision:.0f} / {100 * c.recall:.0f}" if c.precision is not None else ""
@@ -125,7 +130,7 @@ def versus_baseline(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
     for sampler in cfg.sweep.samplers:
         for name in cfg.schedule:
             pairs = sweep.versus_baseline[name]
-            row = {"schedule": name, "sampler": sampler.upper(), **{f"{n} NFE": NOT_RUN for n in cfg.sweep.all_budgets}}
+            row = {"schedule": name, "sampler": sampler.upper(), **_budget_columns(cfg)}
             for n in cfg.sweep.budgets(sampler):
                 cell = Cell(sampler, n, sweep.baseline.guidance)
                 p = pairs[cell]

@@ -100,7 +100,7 @@ def write_up(inputs: Inputs) -> str:
         f"- {findings.main_setting(cfg, evaluate)}",
         *[f"- **At {n} NFE, {sampler.upper()}{at_w}** (N = {sweep.num_images}): "
           + findings.ranking(sweep.cells[Cell(sampler, n, w)], names)
-          for sampler in samplers for n in sorted({cfg.sweep.budgets(sampler)[0], cfg.sweep.budgets(sampler)[-1]})],
+          for sampler in samplers for own in [cfg.sweep.budgets(sampler)] for n in sorted({own[0], own[-1]})],
         f"- {findings.placement(evaluate, evaluate.table, names)} Differences between schedules are to be read "
         "against that span.",
         *([f"- {findings.precision_recall_summary(evaluate, names)}"]

@@ -128,10 +128,14 @@ class SweepConfig:
     num_images: int
     batch_size: int
 
+    @property
+    def baseline_budget(self) -> int:
+        """The NFE of the DDPM cell every other cell is read against: ``baseline_nfe``, 0 = the largest of ``nfe``."""
+        return self.baseline_nfe or max(self.nfe)
+
     def budgets(self, sampler: str) -> list[int]:
         """The NFE budgets ``sampler`` runs at, ascending: ``nfe``, and for DDPM the baseline's too."""
-        extra = {self.baseline_nfe} if sampler == "ddpm" and self.baseline_nfe else set()
-        return sorted(set(self.nfe) | extra)
+        return sorted(set(self.nfe) | ({self.baseline_budget} if sampler == "ddpm" else set()))
 
     @property
     def all_budgets(self) -> list[int]:
