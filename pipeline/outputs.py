@@ -257,18 +257,37 @@ class Scores:
     precision_std: Optional[float] = None
     recall: Optional[float] = None
     recall_std: Optional[float] = None
+    fid_inf: Optional[float] = None  # FID∞ (Chong & Forsyth), its jackknife std; None: not computed (ceilings, older runs)
+    fid_inf_std: Optional[float] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _without_missing_inf(self)
+
+
+INF_FIELDS = ("fid_inf", "fid_inf_std", "diff_inf", "std_inf")
+
+
+def _without_missing_inf(record: Any) -> dict[str, Any]:
+    """A record's fields, the FID∞ ones left out where not computed: files scored before FID∞ read back unchanged."""
+    return {k: v for k, v in dataclasses.asdict(record).items() if not (k in INF_FIELDS and v is None)}
 
 
 @dataclass(frozen=True)
 class Pair:
-    """A paired difference FID(a) - FID(b), its jackknife std, and whether it is within noise."""
+    """A paired difference FID(a) - FID(b), its jackknife std, and whether it is within noise; the same difference
+    of FID∞ and its std (None: not computed)."""
 
     diff: float
     std: float
     within_noise: bool
+    diff_inf: Optional[float] = None
+    std_inf: Optional[float] = None
 
     def reversed(self) -> "Pair":
-        return dataclasses.replace(self, diff=-self.diff)
+        return dataclasses.replace(self, diff=-self.diff, diff_inf=None if self.diff_inf is None else -self.diff_inf)
+
+    def to_json(self) -> dict[str, Any]:
+        return _without_missing_inf(self)
 
 
 @dataclass(frozen=True)
@@ -286,8 +305,8 @@ class ScoreTable:
         return self.pairs[(a, b)] if (a, b) in self.pairs else self.pairs[(b, a)].reversed()
 
     def to_json(self) -> dict[str, Any]:
-        return {**{n: dataclasses.asdict(s) for n, s in self.scores.items()},
-                "pairs": {f"{a}-{b}": dataclasses.asdict(p) for (a, b), p in self.pairs.items()}}
+        return {**{n: s.to_json() for n, s in self.scores.items()},
+                "pairs": {f"{a}-{b}": p.to_json() for (a, b), p in self.pairs.items()}}
 
     @classmethod
     def from_json(cls, d: dict[str, Any], skip: Sequence[str] = ()) -> "ScoreTable":
@@ -312,8 +331,8 @@ class Anchored:
 
     def anchors_json(self) -> dict[str, Any]:
         return {"num_images": self.num_images, "jackknife_groups": self.jackknife_groups,
-                "real_vs_real": dataclasses.asdict(self.real_vs_real),
-                "ceilings": {n: dataclasses.asdict(s) for n, s in self.ceilings.items()}}
+                "real_vs_real": self.real_vs_real.to_json(),
+                "ceilings": {n: s.to_json() for n, s in self.ceilings.items()}}
 
     @staticmethod
     def anchors_from_json(d: dict[str, Any]) -> dict[str, Any]:
@@ -466,10 +485,10 @@ def write_sweep_metrics(m: SweepMetrics, schedules: Sequence[str], samplers: Seq
     settings = list(dict.fromkeys(cell.setting for cell in m.cells if cell.sampler in samplers))
     for name in schedules:
         for setting in settings:
-            rows = [{"nfe": cell.nfe, "steps": cell.steps, **dataclasses.asdict(s)}
+            rows = [{"nfe": cell.nfe, "steps": cell.steps, **s.to_json()}
                     for cell, s in m.rows(name) if cell.setting == setting]
             _write_tsv(sweep_plot(name, setting), pd.DataFrame(rows))
-    versus = ({"baseline": m.baseline.key, **{name: {cell.key: dataclasses.asdict(p) for cell, p in pairs.items()}
+    versus = ({"baseline": m.baseline.key, **{name: {cell.key: p.to_json() for cell, p in pairs.items()}
                                              for name, pairs in m.versus_baseline.items()}} if m.baseline else {})
     write_json(SWEEP_METRICS, {**m.anchors_json(), "eta": m.eta,
                                "cells": {cell.key: table.to_json() for cell, table in m.cells.items()},
@@ -642,7 +661,7 @@ class LongerMetrics:
                 "main_steps": self.main_steps,
                 "cells": {str(step): {"final_loss": s.final_loss, **{c.key: dataclasses.asdict(f) for c, f in s.cells.items()}}
                           for step, s in self.cells.items()},
-                "ddim_minus_ddpm": {str(k): {str(step): dataclasses.asdict(p) for step, p in g.items()}
+                "ddim_minus_ddpm": {str(k): {str(step): p.to_json() for step, p in g.items()}
                                     for k, g in self.ddim_minus_ddpm.items()},
                 "overtakes": {str(k): v for k, v in self.overtakes.items()}}
 
@@ -693,7 +712,7 @@ class CrossSetting:
 
     def to_json(self) -> dict[str, Any]:
         nested = lambda g, f=lambda v: v: {a: {b: f(v) for b, v in row.items()} for a, row in g.items()}  # noqa: E731
-        return {"fid": self.fid, "fid_std": self.fid_std, "minus_own": nested(self.minus_own, dataclasses.asdict),
+        return {"fid": self.fid, "fid_std": self.fid_std, "minus_own": nested(self.minus_own, Pair.to_json),
                 "clamped_steps": self.clamped_steps, "split": nested(self.split, dataclasses.asdict)}
 
     @classmethod

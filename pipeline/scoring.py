@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Generic, Hashable, Mapping, TypeVar
+from typing import Generic, Hashable, Mapping, Optional, TypeVar
 
 import numpy as np
 import torch
 
-from ddpm_study import baselines, data, metrics, precision_recall, sampling, uncertainty
+from ddpm_study import baselines, data, fid_infinity, metrics, precision_recall, sampling, uncertainty
 from ddpm_study.config import StudyConfig
 from ddpm_study.runtime import resolve_device
 
@@ -32,25 +32,40 @@ K = TypeVar("K", bound=Hashable)
 
 @dataclass(frozen=True)
 class Jackknifed(Generic[K]):
-    """Paired generated sets' FIDs against one reference with their delete-a-group jackknife replicates
+    """Paired generated sets' FIDs and FID∞s against one reference with their delete-a-group jackknife replicates
     (the same groups dropped from every set), keyed by anything: a schedule, (snapshot, cell), (A, B)."""
 
     fid: dict[K, float]
     replicates: dict[K, np.ndarray]  # [2, groups]
     stream: int  # the jackknife groups' stream: (seed, stream) draws them
+    fid_inf: Optional[dict[K, float]] = None  # FID∞ (``fid_infinity.jackknife``, the same groups); None: not computed
+    inf_replicates: Optional[dict[K, np.ndarray]] = None
 
     def std(self, key: K) -> float:
         return uncertainty.jackknife_std(self.replicates[key])
 
+    def inf_std(self, key: K) -> Optional[float]:
+        return None if self.inf_replicates is None else uncertainty.jackknife_std(self.inf_replicates[key])
+
     def compare(self, a: K, b: K) -> Pair:
-        """FID(a) - FID(b), its paired std and whether it is within noise."""
-        return Pair(**uncertainty.compare(self.fid[a], self.fid[b], self.replicates[a], self.replicates[b]))
+        """FID(a) - FID(b), its paired std and whether it is within noise; the same difference of FID∞ and its std."""
+        pair = uncertainty.compare(self.fid[a], self.fid[b], self.replicates[a], self.replicates[b])
+        if self.fid_inf is not None:
+            inf = uncertainty.compare(self.fid_inf[a], self.fid_inf[b], self.inf_replicates[a], self.inf_replicates[b])
+            pair |= {"diff_inf": inf["diff"], "std_inf": inf["std"]}
+        return Pair(**pair)
 
 
-def jackknifed(cfg: StudyConfig, generated: Mapping[K, np.ndarray], reference: np.ndarray, stream: int) -> Jackknifed[K]:
-    points, replicates = uncertainty.jackknife(reference, generated, cfg.evaluate.jackknife_groups, (cfg.seed, stream),
-                                               device=resolve_device(cfg.device))
-    return Jackknifed(points, replicates, stream)
+def jackknifed(cfg: StudyConfig, generated: Mapping[K, np.ndarray], reference: np.ndarray, stream: int,
+               infinity: bool = True) -> Jackknifed[K]:
+    """The paired jackknife of FID and, with ``infinity``, of FID∞ (reusing the FIDs at full size)."""
+    e, device = cfg.evaluate, resolve_device(cfg.device)
+    points, replicates = uncertainty.jackknife(reference, generated, e.jackknife_groups, (cfg.seed, stream), device=device)
+    if not infinity:
+        return Jackknifed(points, replicates, stream)
+    inf, inf_reps = fid_infinity.jackknife(reference, generated, e.jackknife_groups, (cfg.seed, stream),
+                                           e.fid_inf_fractions, e.fid_inf_degree, device, full=(points, replicates))
+    return Jackknifed(points, replicates, stream, inf, inf_reps)
 
 
 def _scores(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.ndarray, jack: Jackknifed[str]) -> dict[str, Scores]:
@@ -65,7 +80,8 @@ def _scores(cfg: StudyConfig, generated: dict[str, np.ndarray], reference: np.nd
                                         e.kid_subsets, cfg.seed)
         out[name] = Scores(fid=jack.fid[name], kid_mean=kid_mean, kid_std=kid_std, fid_std=jack.std(name),
                            **{m: pr[name][m] for m in precision_recall.METRICS},
-                           **{f"{m}_std": uncertainty.jackknife_std(pr_reps[name][m]) for m in precision_recall.METRICS})
+                           **{f"{m}_std": uncertainty.jackknife_std(pr_reps[name][m]) for m in precision_recall.METRICS},
+                           fid_inf=None if jack.fid_inf is None else jack.fid_inf[name], fid_inf_std=jack.inf_std(name))
     return out
 
 
@@ -82,14 +98,15 @@ def real_vs_real(cfg: StudyConfig, floor: np.ndarray, reference: np.ndarray) -> 
 
 
 def ceilings(cfg: StudyConfig, num_images: int, reference: np.ndarray, device: torch.device) -> dict[str, Scores]:
-    """FID/KID of two trivially bad generators at ``num_images``: Gaussian noise and the mean image."""
+    """FID/KID of two trivially bad generators at ``num_images``: Gaussian noise and the mean image (no FID∞: they
+    bracket the table at its N, hundreds of FID above it, where the N-bias does not matter)."""
     train = outputs.read_prepared("train_images")
     noise = metrics.inception_features(baselines.gaussian_noise(num_images, cfg.image_shape, cfg.seed),
                                        cfg.evaluate.batch_size, device).numpy()
     # One image repeated: its features are one vector repeated, so extract it once.
     mean = metrics.inception_features(baselines.mean_image(train, 1), 1, device).numpy()
     generated = {"gaussian_noise": noise, "mean_image": np.repeat(mean, num_images, axis=0)}
-    return _scores(cfg, generated, reference, jackknifed(cfg, generated, reference, CEILING_STREAM))
+    return _scores(cfg, generated, reference, jackknifed(cfg, generated, reference, CEILING_STREAM, infinity=False))
 
 
 def per_class(cfg: StudyConfig, generated: dict[str, np.ndarray], ref: outputs.Reference) -> PerClass:

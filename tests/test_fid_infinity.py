@@ -5,6 +5,7 @@ import pytest
 
 from ddpm_study import uncertainty
 from ddpm_study.fid_infinity import extrapolate, fid_at_sizes, fid_infinity, subset_sizes
+from ddpm_study.fid_infinity import jackknife as fid_infinity_jackknife
 
 
 def gaussians(n: int, d: int, seed: int):
@@ -95,3 +96,35 @@ def test_the_method_page_quotes_the_committed_benchmark():
               f"{b['fid_infinity_degree1']:.1f} at N = 4,000; with a 1/N² term {a['fid_infinity_degree2']:.1f} and "
               f"{b['fid_infinity_degree2']:.1f}")
     assert quoted.replace("-", "−") in text
+
+
+def test_the_jackknife_reuses_the_fid_jackknife_at_full_size_and_pairs_the_sets():
+    x, y, _ = gaussians(120, 8, seed=3)
+    z = x + 0.05
+    ref = gaussians(120, 8, seed=4)[1]
+    sets = {"x": x, "z": z}
+    full = uncertainty.jackknife(ref, sets, 10, (0, 7))
+    fractions = (0.25, 0.5, 0.75, 1.0)
+    reused = fid_infinity_jackknife(ref, sets, 10, (0, 7), fractions, full=full)
+    computed = fid_infinity_jackknife(ref, sets, 10, (0, 7), fractions)
+    for name in sets:
+        assert reused[0][name] == pytest.approx(computed[0][name], rel=1e-9)
+        assert np.allclose(reused[1][name], computed[1][name], rtol=1e-9)
+    # a set and its copy draw the same subsets (paired): the difference has no spread
+    same = fid_infinity_jackknife(ref, {"x": x, "x2": x.copy()}, 10, (0, 7), fractions)
+    assert uncertainty.jackknife_std(same[1]["x"] - same[1]["x2"]) == 0.0
+    with pytest.raises(ValueError, match="more than 2 distinct fractions"):
+        fid_infinity_jackknife(ref, sets, 10, (0, 7), (0.5, 1.0))
+
+
+def test_the_jackknife_std_of_fid_infinity_tracks_its_spread_over_redraws():
+    """Over 24 independent redraws of two Gaussian sets (N = 400, d = 8), the mean jackknife std of FID∞ is within
+    [0.6, 3] x the std of FID∞ itself (the FID's own jackknife band, tests/test_uncertainty.py, is similar)."""
+    values, stds = [], []
+    for r in range(24):
+        x, y, _ = gaussians(400, 8, seed=50 + r)
+        points, reps = fid_infinity_jackknife(y, {"x": x}, 20, (r, 1), (0.25, 0.5, 0.75, 1.0))
+        values.append(points["x"])
+        stds.append(uncertainty.jackknife_std(reps["x"]))
+    ratio = np.mean(stds) / np.std(values, ddof=1)
+    assert 0.6 < ratio < 3.0, ratio

@@ -147,7 +147,8 @@ def test_a_resumed_run_logs_no_step_twice(cfg):
 def sweep_metrics():
     def table(fid):
         return outputs.ScoreTable({"linear": outputs.Scores(fid=fid, kid_mean=0.1, kid_std=0.01, fid_std=1.0, precision=0.6,
-                                                            precision_std=0.02, recall=0.5, recall_std=0.03)}, {})
+                                                            precision_std=0.02, recall=0.5, recall_std=0.03,
+                                                            fid_inf=fid - 20, fid_inf_std=2.0)}, {})
 
     cells = {outputs.Cell(s, n): table(100.0 / n + (s == "ddim")) for s in ("ddpm", "ddim") for n in (2, 5, 10)}
     floor = outputs.Scores(fid=30.0, kid_mean=0.0, kid_std=0.01, fid_std=1.0)

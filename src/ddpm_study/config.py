@@ -104,6 +104,8 @@ class EvaluateConfig:
     kid_subset_size: int
     kid_subsets: int
     jackknife_groups: int
+    fid_inf_fractions: tuple[float, ...]  # FID∞'s subset sizes, as fractions of N (``fid_infinity.jackknife``)
+    fid_inf_degree: int  # the polynomial in 1/N fitted through them: 1 (Chong & Forsyth's line) or 2
 
     def check(self, num_images: int) -> None:
         require(self.batch_size > 0, "evaluate.batch_size", self.batch_size, "an integer > 0")
@@ -112,6 +114,11 @@ class EvaluateConfig:
                  f"an integer in [2, sample.num_images = {num_images}]")
         require(2 <= self.jackknife_groups <= num_images, "evaluate.jackknife_groups", self.jackknife_groups,
                  f"an integer in [2, sample.num_images = {num_images}]")
+        require(self.fid_inf_degree in (1, 2), "evaluate.fid_inf_degree", self.fid_inf_degree, "1 or 2")
+        fractions = self.fid_inf_fractions
+        require(all(0 < f <= 1 for f in fractions) and len(set(fractions)) > self.fid_inf_degree,
+                "evaluate.fid_inf_fractions", list(fractions),
+                f"more than evaluate.fid_inf_degree = {self.fid_inf_degree} distinct fractions of N in (0, 1]")
 
 
 @dataclass(frozen=True)

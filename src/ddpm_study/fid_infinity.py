@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .uncertainty import Side, distance
+from .uncertainty import Side, distance, jackknife_groups
 
 
 @dataclass(frozen=True)
@@ -95,3 +95,66 @@ def fid_infinity(generated: Mapping[str, np.ndarray], reference: np.ndarray, siz
     """FID∞ of each generated set (``fid_at_sizes``, then ``extrapolate``)."""
     at = fid_at_sizes(generated, reference, sizes, draws, seed, device)
     return {name: extrapolate(sizes, f, degree) for name, f in at.items()}
+
+
+def _head(perm: np.ndarray, fraction: float) -> np.ndarray:
+    """The first ``fraction`` of a permutation (at least 2 points: a covariance)."""
+    return perm[: max(2, int(round(fraction * len(perm))))]
+
+
+def _axis(n_generated: int, n_reference: int) -> float:
+    """The fit's 1/N for subsets of unequal sizes: the bias is a 1/n term of each side (to first order), so the
+    mean of the two inverses (1/N itself when they are equal, as everywhere but a jackknife replicate)."""
+    return 0.5 * (1.0 / n_generated + 1.0 / n_reference)
+
+
+def jackknife(
+    reference: np.ndarray, generated: Mapping[str, np.ndarray], groups: int, seed: int | Sequence[int],
+    fractions: Sequence[float], degree: int = 2, device: torch.device | str = "cpu",
+    full: tuple[Mapping[str, float], Mapping[str, np.ndarray]] | None = None,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """FID∞ of each generated set and its delete-a-group jackknife replicates [2, groups], the FID jackknife's
+    groups (``uncertainty.jackknife_groups`` with the same ``seed``) left out in turn.
+
+    The subset at fraction f is the first f of one fixed permutation of each side (every generated set the same
+    one: paired), restricted to the kept points in a replicate: for exchangeable samples that is a random subset,
+    so FID∞ is one statistic of the data and its jackknife variance includes the subset draw. Redrawing the subsets
+    in each replicate instead would add that draw's noise to every replicate, which the jackknife multiplies by
+    ``groups - 1``. ``full``: the FID jackknife's (points, replicates) of the same sets and groups, reused at f = 1.
+    """
+    fractions = sorted(float(f) for f in fractions)
+    if not all(0 < f <= 1 for f in fractions) or len(set(fractions)) <= degree:
+        raise ValueError(f"expected more than {degree} distinct fractions in (0, 1], got {fractions}")
+    drop_generated, drop_reference = jackknife_groups(generated, len(reference), groups, seed)
+    n = sum(len(d) for d in drop_generated)
+    rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), 0xF1D])  # the subsets' own stream
+    gen_perm, ref_perm = rng.permutation(n), rng.permutation(len(reference))
+
+    def ref_sides(perm: np.ndarray) -> list[Side]:
+        return [Side(reference[_head(perm, f)], device) for f in fractions]
+
+    def fit(fids: list[float], gen_perm: np.ndarray, ref_perm: np.ndarray) -> float:
+        x = [_axis(len(_head(gen_perm, f)), len(_head(ref_perm, f))) for f in fractions]
+        return float(np.polyfit(x, fids, degree)[-1])
+
+    def fids(feats: np.ndarray, gperm: np.ndarray, refs: list[Side], at_full: float | None) -> list[float]:
+        return [at_full if (f == 1.0 and at_full is not None) else distance(Side(feats[_head(gperm, f)], device), r)
+                for f, r in zip(fractions, refs)]
+
+    refs_full = ref_sides(ref_perm)
+    points = {name: fit(fids(feats, gen_perm, refs_full, None if full is None else full[0][name]), gen_perm, ref_perm)
+              for name, feats in generated.items()}
+    gen_sides = {name: [Side(feats[_head(gen_perm, f)], device) for f in fractions] for name, feats in generated.items()}
+    out = {name: np.empty((2, groups)) for name in generated}
+    for g in range(groups):
+        kept_gen = gen_perm[~np.isin(gen_perm, drop_generated[g])]
+        kept_ref = ref_perm[~np.isin(ref_perm, drop_reference[g])]
+        refs_kept = ref_sides(kept_ref)
+        for name, feats in generated.items():
+            reps = None if full is None else full[1][name]
+            out[name][0, g] = fit(fids(feats, kept_gen, refs_full, None if reps is None else reps[0, g]),
+                                  kept_gen, ref_perm)
+            at_full = None if reps is None else reps[1, g]
+            out[name][1, g] = fit([at_full if (f == 1.0 and at_full is not None) else distance(s, r)
+                                   for f, s, r in zip(fractions, gen_sides[name], refs_kept)], gen_perm, kept_ref)
+    return points, out
