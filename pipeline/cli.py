@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                         "data-parallel); resumes from models/<schedule>/checkpoint.pt."),
     "sample": ("stages", "Sample each schedule's EMA model from shared noise; write images, grid, denoising GIF, forward strip."),
     "evaluate": ("stages", "FID and KID (2048-d Inception features) of each schedule's samples, with spreads, floor and ceilings."),
+    "likelihood": ("stages", "Bits/dim (the variational bound, Ho et al. eq. 5) of each schedule's EMA model on test images."),
     "sweep": ("stages", "Sample every schedule x sampler x number of sampling steps from shared noise; keep Inception features."),
     "score_sweep": ("stages", "FID/KID of every sweep cell with jackknife spreads, paired differences, floor and ceilings."),
     "report": ("stages", "Write the comparison (table, figures, grids, GIFs) to reports/main/ and log it to MLflow."),

@@ -264,6 +264,15 @@ class Scores:
         return _without_missing_inf(self)
 
 
+def pairs_from_json(d: dict[str, Any], names: Sequence[str]) -> dict[tuple[str, str], "Pair"]:
+    """``{"<a>-<b>": Pair}`` (names may hold "-") back to ``{(a, b): Pair}``."""
+    pairs = {}
+    for key, p in d.items():
+        (a, b), = [(a, key[len(a) + 1 :]) for a in names if key.startswith(f"{a}-") and key[len(a) + 1 :] in names]
+        pairs[(a, b)] = Pair(**p)
+    return pairs
+
+
 INF_FIELDS = ("fid_inf", "fid_inf_std", "diff_inf", "std_inf")
 
 
@@ -312,12 +321,7 @@ class ScoreTable:
     def from_json(cls, d: dict[str, Any], skip: Sequence[str] = ()) -> "ScoreTable":
         """``skip``: other keys stored beside the table in the same mapping."""
         names = [k for k in d if k != "pairs" and k not in skip]
-        scores = {n: Scores(**d[n]) for n in names}
-        pairs = {}
-        for key, p in d["pairs"].items():
-            (a, b), = [(a, key[len(a) + 1 :]) for a in names if key.startswith(f"{a}-") and key[len(a) + 1 :] in names]
-            pairs[(a, b)] = Pair(**p)
-        return cls(scores, pairs)
+        return cls({n: Scores(**d[n]) for n in names}, pairs_from_json(d["pairs"], names))
 
 
 @dataclass(frozen=True)
@@ -379,11 +383,53 @@ def write_evaluate_metrics(m: EvaluateMetrics) -> None:
     write_json(EVALUATE_METRICS, {**m.anchors_json(), **m.table.to_json(), **extra})
 
 
-def read_evaluate_metrics() -> EvaluateMetrics:
-    d = _read_json(EVALUATE_METRICS)
+def read_evaluate_metrics(text: Optional[str] = None) -> EvaluateMetrics:
+    """metrics/evaluate.json, or the same file's ``text`` (e.g. as git has it committed)."""
+    d = _read_json(EVALUATE_METRICS) if text is None else json.loads(text)
     anchors = Anchored.anchors_from_json(d)
     per_class = PerClass(**d["per_class"]) if "per_class" in d else None
     return EvaluateMetrics(**anchors, table=ScoreTable.from_json(d, skip=[*anchors, "per_class"]), per_class=per_class)
+
+
+# --- likelihood: bits/dim per schedule on the test split ---------------------------------------------
+LIKELIHOOD_METRICS = METRICS_DIR / "likelihood.json"
+LIKELIHOOD_OUTS = (LIKELIHOOD_METRICS,)
+
+
+@dataclass(frozen=True)
+class Bits:
+    """One model's bits/dim: the mean over images with its standard error, and the prior term L_T in it."""
+
+    bpd: float
+    bpd_std: float
+    prior: float
+
+
+@dataclass(frozen=True)
+class LikelihoodMetrics:
+    """Bits/dim of every schedule on the same test images and timesteps; pairs: differences paired over images."""
+
+    split: str
+    images: int
+    strata: int  # model calls per image (= timesteps: the full sum)
+    timesteps: int
+    schedules: dict[str, Bits]
+    pairs: dict[tuple[str, str], Pair]
+
+    def pair(self, a: str, b: str) -> Pair:
+        return self.pairs[(a, b)] if (a, b) in self.pairs else self.pairs[(b, a)].reversed()
+
+
+def write_likelihood_metrics(m: LikelihoodMetrics) -> None:
+    write_json(LIKELIHOOD_METRICS, {"split": m.split, "images": m.images, "strata": m.strata, "timesteps": m.timesteps,
+                                    "schedules": {n: dataclasses.asdict(b) for n, b in m.schedules.items()},
+                                    "pairs": {f"{a}-{b}": p.to_json() for (a, b), p in m.pairs.items()}})
+
+
+def read_likelihood_metrics() -> LikelihoodMetrics:
+    d = _read_json(LIKELIHOOD_METRICS)
+    return LikelihoodMetrics(d["split"], d["images"], d["strata"], d["timesteps"],
+                             {n: Bits(**b) for n, b in d["schedules"].items()}, pairs_from_json(d["pairs"], list(d["schedules"])))
 
 
 # --- sweep: samples and Inception features per schedule x sampler x NFE -----------------------------

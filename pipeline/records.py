@@ -51,6 +51,14 @@ def record_evaluate(run: ScheduleRun, schedule: str, fill: bool = False) -> None
                          "num_images": m.num_images, **per_class}, fill=fill)
 
 
+def record_likelihood(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
+    """Bits/dim on the test split with its standard error, and the prior term in it."""
+    m = outputs.read_likelihood_metrics()
+    if schedule in m.schedules:
+        b = m.schedules[schedule]
+        run.log_metrics({"bits_per_dim": b.bpd, "bits_per_dim_std": b.bpd_std, "bits_per_dim_prior": b.prior}, fill=fill)
+
+
 def record_score_sweep(run: ScheduleRun, schedule: str, fill: bool = False) -> None:
     """``sweep/<sampler>/<score>`` (guided: ``sweep/<sampler>_w<w>/...``), MLflow's step axis the network calls per sample (NFE)."""
     for cell, scores in outputs.read_sweep_metrics().rows(schedule):
@@ -62,6 +70,7 @@ RECORDS: dict[str, Callable[..., None]] = {
     "train": record_train,
     "sample": record_sample,
     "evaluate": record_evaluate,
+    "likelihood": record_likelihood,
     "score_sweep": record_score_sweep,
 }
 

@@ -32,6 +32,7 @@ def tiny_params() -> dict:
     p["sample"].update(steps=4, num_images=24, batch_size=12, grid_images=4, gif_frames=3)
     p["evaluate"].update(batch_size=24, kid_subset_size=12, kid_subsets=5, jackknife_groups=6)
     p["sweep"].update(samplers=["ddim"], nfe=[2], baseline_nfe=0, num_images=12, batch_size=12)  # the e2e test sweeps more
+    p["likelihood"].update(images=8, strata=5, batch_size=4)  # two batches: the generator carries across them
     return p
 
 

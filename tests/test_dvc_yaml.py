@@ -11,7 +11,7 @@ from pipeline import lineage, outputs, stage_graph
 
 DVC_YAML = ROOT / "dvc.yaml"
 MAIN_OUTS = {"check": outputs.CHECK_OUTS, "prepare": outputs.PREPARE_OUTS, "reference": outputs.REFERENCE_OUTS,
-             "train": outputs.TRAIN_OUTS, "sample": outputs.SAMPLE_OUTS, "evaluate": outputs.EVALUATE_OUTS,
+             "train": outputs.TRAIN_OUTS, "sample": outputs.SAMPLE_OUTS, "evaluate": outputs.EVALUATE_OUTS, "likelihood": outputs.LIKELIHOOD_OUTS,
              "sweep": outputs.SWEEP_OUTS, "score_sweep": outputs.SCORE_SWEEP_OUTS, "report": outputs.REPORT_OUTS}
 EXTENDED_OUTS = {"train_seeds": outputs.TRAIN_SEEDS_OUTS, "score_seeds": outputs.SCORE_SEEDS_OUTS,
                  "train_longer": outputs.TRAIN_LONGER_OUTS, "score_longer": outputs.SCORE_LONGER_OUTS,

@@ -179,3 +179,55 @@ def test_guidance_cells_keep_their_weight_in_keys():
     for cell in (Cell("ddpm", 20), Cell("ode", 10, -1.0), Cell("sde", 5, 3.0), Cell("ddim", 50, 0.5)):
         assert Cell.from_key(cell.key) == cell
     assert Cell("ddpm", 20).key == "ddpm_20" and Cell("ode", 10, -1.0).key == "ode_w-1_10"
+
+
+def inf_table(fid_infs, diff_inf_std=1.0):
+    """FID∞ beside FID: each schedule's FID∞ and the paired differences of both."""
+    names = list(fid_infs)
+    scores = {n: Scores(fid=f + 20, kid_mean=0.0, kid_std=0.0, fid_std=0.5, fid_inf=f, fid_inf_std=2.0)
+              for n, f in fid_infs.items()}
+    pairs = {(a, b): Pair(diff=fid_infs[a] - fid_infs[b], std=0.5, within_noise=False, diff_inf=fid_infs[a] - fid_infs[b],
+                          std_inf=diff_inf_std) for i, a in enumerate(names) for b in names[i + 1:]}
+    return ScoreTable(scores, pairs)
+
+
+def test_the_fid_infinity_ranking_reads_the_paired_differences_and_the_floor():
+    floor = Scores(fid=12.0, kid_mean=0.0, kid_std=0.0, fid_std=0.4, fid_inf=0.8, fid_inf_std=1.5)
+    text = findings.infinity_ranking(inf_table({"linear": 30.0, "cosine": 31.0, "sigmoid": 36.0}), ["linear", "cosine", "sigmoid"],
+                                     floor)
+    assert text.startswith("**linear** has the lowest FID∞ (30.0 ± 2.0); cosine 1.0 ± 1.0 higher (within noise), "
+                           "sigmoid 6.0 ± 1.0 higher (beyond noise).")
+    assert "extrapolates to 0.8 ± 1.5" in text and "(12.0 at this N)" in text and "4.0–4.0× FID's" in text
+    assert findings.infinity_ranking(table({"linear": 1.0}, {}), ["linear"], s(1.0)) == "FID∞ was not computed for this run."
+
+
+def test_bits_per_dim_and_the_likelihood_literature_check():
+    from pipeline.outputs import Bits, LikelihoodMetrics
+
+    def lk(cosine_minus_linear, std):
+        return LikelihoodMetrics("test", 256, 50, 1000, {"linear": Bits(3.8, 0.06, 0.001), "cosine": Bits(3.8 + cosine_minus_linear, 0.06, 0.0)},
+                                 {("linear", "cosine"): Pair(-cosine_minus_linear, std, abs(cosine_minus_linear) <= 2 * std)})
+    assert findings.bits_per_dim(lk(-0.2, 0.02), ["linear", "cosine"]).startswith(
+        "**Bits/dim** (the variational bound on 256 test images, lower is better): **cosine** 3.600 ± 0.060; linear +0.2 ± 0.0")
+    assert "this study agrees: cosine's bound is lower beyond noise" in findings.nichol_dhariwal_likelihood(lk(-0.2, 0.02), ["linear", "cosine"])
+    assert "cosine − linear = 0.200 ± 0.020 bits/dim: this study does not reproduce it" in findings.nichol_dhariwal_likelihood(
+        lk(0.2, 0.02), ["linear", "cosine"])
+    assert "cannot tell" in findings.nichol_dhariwal_likelihood(lk(0.01, 0.02), ["linear", "cosine"])
+
+
+def test_a_single_schedule_is_placed_in_the_committed_ranking():
+    from pipeline.baseline import Baseline
+
+    committed = EvaluateMetrics(num_images=500, jackknife_groups=50, real_vs_real=s(10.0), ceilings={},
+                                table=table({"linear": 60.0, "cosine": 57.0, "sigmoid": 62.0}, {"cosine-sigmoid": 3.0}))
+    run = EvaluateMetrics(num_images=500, jackknife_groups=50, real_vs_real=s(10.0), ceilings={},
+                          table=table({"cosine": 57.0}, {}))
+    base = Baseline({"seed": 0, "sample": {"steps": 20}}, committed)
+    assert base.differs_from({"seed": 0, "schedule": "cosine", "sample": {"steps": 20}}) == []
+    assert base.differs_from({"seed": 1, "sample": {"steps": 50}}) == ["sample.steps", "seed"]
+    text = findings.against_baseline(["cosine"], run, base, [])
+    assert "cosine: FID 57.0 ± 1.0 here, 57.0 ± 1.0 in the committed study (the same number)" in text
+    assert "FID(cosine) − FID(b) = linear -3.0 ± 1.0, sigmoid -5.0 ± 3.0 ≈" in text
+    other = EvaluateMetrics(num_images=500, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, table=table({"cosine": 53.0}, {}))
+    assert "unpaired (this run changes `seed`): -4.0 ± 1.4, beyond noise." in findings.against_baseline(["cosine"], other, base, ["seed"])
+    assert findings.against_baseline(["cosine"], run, None, []).startswith("No committed baseline")

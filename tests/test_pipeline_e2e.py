@@ -7,6 +7,8 @@ The study runs once per module (``studied``, committed); every test starts from 
 import json
 import re
 
+import numpy as np
+
 import pytest
 
 from conftest import ROOT, make_repo, mlflow_runs, sh, tiny_params
@@ -62,7 +64,17 @@ def test_dvc_repro_runs_the_study(study):
     # the cheapest match, and its tables mark the cells the grid leaves out.
     versus = sweep["versus_baseline"]
     assert versus["baseline"] == "ddpm_6" and all(sorted(versus[n]) == sorted(sweep["cells"]) for n in schedules)
-    assert versus["linear"]["ddpm_6"] == {"diff": 0.0, "std": 0.0, "within_noise": True}
+    assert versus["linear"]["ddpm_6"] == {"diff": 0.0, "std": 0.0, "within_noise": True, "diff_inf": 0.0, "std_inf": 0.0}
+    # FID∞ with its paired jackknife std beside every FID but the ceilings', in every table.
+    for row in (*(evaluate[n] for n in schedules), evaluate["real_vs_real"], *(c[n] for c in sweep["cells"].values()
+                                                                                for n in schedules)):
+        assert np.isfinite(row["fid_inf"]) and row["fid_inf_std"] > 0, row
+    assert "fid_inf" not in evaluate["ceilings"]["mean_image"] and "std_inf" in evaluate["pairs"]["linear-cosine"]
+    # Bits/dim of every model on the same test images, paired.
+    bits = json.loads((repo / "metrics/likelihood.json").read_text())
+    assert bits["images"] == 8 and bits["strata"] == 5 and sorted(bits["schedules"]) == sorted(schedules)
+    assert all(b["bpd"] > b["prior"] >= 0 and b["bpd_std"] > 0 for b in bits["schedules"].values())
+    assert len(bits["pairs"]) == 6
     report = (repo / "reports/main/README.md").read_text()
     assert "| cosine" in report and "schedules.png" in report and "real vs real" in report
     for part in ("## Conclusions", "## Protocol", "fid_vs_nfe.png", "loss_by_timestep.png", "same_noise.png",
@@ -75,6 +87,8 @@ def test_dvc_repro_runs_the_study(study):
     assert main.count("within noise of it") + main.count("worse beyond noise") >= 1, main
     assert re.search(r"- DDPM: FID\(linear\) − FID\(cosine\) = -?\d+\.\d ± \d+\.\d at 2 NFE", report)
     assert "**The cheapest setting that matches DDPM at 6 NFE**" in report and "**Precision / recall**" in report
+    assert "has the lowest FID∞" in report and "**Bits/dim**" in report and "## Bits/dim" in report
+    assert re.search(r"cosine − linear = -?\d+\.\d{3} ± \d+\.\d{3} bits/dim", report)
     assert re.search(r"FID\(DDIM\) − FID\(DDPM\) at 10 NFE|DDIM \(Song et al\. 2021", report) is None  # no 10-NFE cell here
     assert re.search(r"- DDIM: FID\(linear\) − FID\(cosine\) = .* — (we do \*\*not\*\*|our numbers|cosine leads)", report)
     assert any(line.startswith("| linear") and "DDIM" in line and line.rstrip(" |").endswith("–")
@@ -106,7 +120,7 @@ def test_dvc_repro_runs_the_study(study):
         assert {"samples/grid.png", "samples/denoising.gif", "samples/forward.png"} <= artifacts
         # The sweep's curves, with the number of sampling steps as MLflow's step axis.
         assert sorted(m.step for m in client.get_metric_history(r.info.run_id, "sweep/ddim/fid")) == [2, 4]
-        assert "fid_std" in r.data.metrics
+        assert {"fid_std", "fid_inf", "fid_inf_std", "bits_per_dim", "bits_per_dim_std"} <= set(r.data.metrics)
     assert {f"{n}/fid" for n in schedules} <= set(parents[0].data.metrics)
     assert client.get_experiment(parents[0].info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert (repo / "mlartifacts").is_dir()
@@ -124,6 +138,12 @@ def test_exp_run_single_schedule(study):
     named = [r for r in runs if r.info.run_name == "only-cosine-cosine"]
     assert len(named) == 1 and named[0].info.status == "FINISHED" and "fid" in named[0].data.metrics
     assert named[0].data.tags["ddpm.dvc_experiment"] == "only-cosine"
+    # One schedule is placed in the committed study's ranking: the same settings but `schedule`, so the same samples.
+    report = (repo / "reports/main/README.md").read_text()
+    line = next(x for x in report.splitlines() if x.startswith("- **Against the committed baseline**"))
+    committed = json.loads(sh("git show HEAD:metrics/evaluate.json", repo, env).stdout)
+    assert "(the same number)" in line and f"{committed['cosine']['fid']:.1f} ± " in line, line
+    assert all(f"{b} " in line for b in ("linear", "quadratic", "sigmoid")), line
 
     # Back to all four schedules as a new experiment: sample and evaluate for these params ran in
     # the study, so DVC restores them from its run cache without running them; the report stage

@@ -14,7 +14,8 @@ from pathlib import Path
 from ddpm_study.config import StudyConfig
 from ddpm_study.files import atomic_path, write_text
 
-from .. import outputs, records
+from .. import baseline, outputs, records
+from ..params import parse
 from ..writeup import figures, tables, text
 
 SPREAD_BENCHMARK = Path("benchmarks/spread_vs_redraws.json")  # written by benchmarks/spread_vs_redraws.py
@@ -30,12 +31,16 @@ def run(cfg: StudyConfig, params: Path) -> None:
     names = list(cfg.schedule)
     sweep = outputs.read_sweep_metrics()
     w = tables.main_guidance(cfg)
+    committed = baseline.committed()
     inputs = text.Inputs(
         cfg=cfg,
         train=outputs.read_train_metrics(),
         evaluate=outputs.read_evaluate_metrics(),
         sweep=sweep,
         samples={n: outputs.read_sample_info(n) for n in names},
+        likelihood=outputs.read_likelihood_metrics(),
+        baseline=committed,
+        baseline_differs=tuple(committed.differs_from(parse(params))) if committed else (),
         spread_ratios=tables.spread_ratios(json.loads(SPREAD_BENCHMARK.read_text())),
         figures=text.Figures(
             schedules=figures.schedule_figure(cfg),

@@ -7,6 +7,8 @@ text can only claim what the numbers support.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Optional
+
 import numpy as np
 
 from ddpm_study import schedules
@@ -14,7 +16,9 @@ from ddpm_study.uncertainty import NOISE_SIGMAS
 
 from ddpm_study.config import StudyConfig
 
-from ..outputs import Anchored, Cell, EvaluateMetrics, Pair, ScoreTable, SweepMetrics
+if TYPE_CHECKING:
+    from ..baseline import Baseline
+from ..outputs import Anchored, Cell, EvaluateMetrics, LikelihoodMetrics, Pair, Scores, ScoreTable, SweepMetrics
 
 # log-SNR bands: above +2.3 (SNR > 10) the image dominates x_t, below -2.3 (SNR < 0.1) the noise
 # does; in between the model must decide what the image is. Symmetric in SNR, one decade each side.
@@ -58,6 +62,82 @@ def ranking(table: ScoreTable, names: list[str]) -> str:
     return "; ".join(parts) + "."
 
 
+def infinity_ranking(table: ScoreTable, names: list[str], floor: Scores) -> str:
+    """The schedules ranked by FID∞ with paired differences of FID∞, read against the floor's FID∞ (0 for two
+    samples of one distribution: how far the extrapolation is from bias-free at this N)."""
+    scores = table.scores
+    if any(scores[n].fid_inf is None for n in names) or floor.fid_inf is None:
+        return "FID∞ was not computed for this run."
+    ordered = sorted(names, key=lambda n: scores[n].fid_inf)
+    best = ordered[0]
+    head = f"**{best}** has the lowest FID∞ ({fmt(scores[best].fid_inf, scores[best].fid_inf_std)})"
+    rest = [f"{n} {fmt(table.pair(n, best).diff_inf, table.pair(n, best).std_inf)} higher"
+            + (" (beyond noise)" if abs(table.pair(n, best).diff_inf) > NOISE_SIGMAS * table.pair(n, best).std_inf
+               else " (within noise)") for n in ordered[1:]]
+    return (head + ("; " + ", ".join(rest) if rest else "") + f". Real vs real extrapolates to "
+            f"{fmt(floor.fid_inf, floor.fid_inf_std)} (0 would be bias-free), so FID∞ removes most of FID's small-N "
+            f"bias ({floor.fid:.1f} at this N) but its extrapolation costs spread: its stds are "
+            f"{min(scores[n].fid_inf_std for n in names) / max(scores[n].fid_std for n in names):.1f}–"
+            f"{max(scores[n].fid_inf_std for n in names) / min(scores[n].fid_std for n in names):.1f}× FID's.")
+
+
+def bits_per_dim(lk: LikelihoodMetrics, names: list[str]) -> str:
+    """The bound per schedule, ranked, with paired differences over the test images."""
+    ordered = sorted(names, key=lambda n: lk.schedules[n].bpd)
+    best = ordered[0]
+    rest = [f"{n} {signed(lk.pair(n, best))}" + (" (within noise)" if lk.pair(n, best).within_noise else "")
+            for n in ordered[1:]]
+    return (f"**Bits/dim** (the variational bound on {lk.images} {lk.split} images, lower is better): **{best}** "
+            f"{lk.schedules[best].bpd:.3f} ± {lk.schedules[best].bpd_std:.3f}" + ("; " + ", ".join(rest) if rest else "")
+            + " (paired over images).")
+
+
+def nichol_dhariwal_likelihood(lk: LikelihoodMetrics, names: list[str]) -> str:
+    """Their headline: cosine lowers the NLL against linear. The direction is comparable across data sets; values are not."""
+    if not {"linear", "cosine"} <= set(names):
+        return "Needs linear and cosine; not checked in this run."
+    p = lk.pair("cosine", "linear")
+    verdict = ("agrees: cosine's bound is lower beyond noise" if p.diff < 0 and not p.within_noise else
+               "does not reproduce it: cosine's bound is higher beyond noise" if not p.within_noise else
+               "cannot tell: the difference is within noise")
+    return (f"Nichol & Dhariwal's schedule ablation (CIFAR-10, T = 4000) finds a lower NLL with the cosine schedule "
+            f"than with the linear one; Ho et al. report ≤ 3.75 bits/dim for L_simple at T = 1000 (CIFAR-10). Here "
+            f"cosine − linear = {fmt(p.diff, p.std, 3)} bits/dim: this study {verdict}. The values "
+            f"are not comparable across data sets ({lk.split} images of another data set, 28×28 grey, a small "
+            "U-Net trained with L_simple briefly); the direction is.")
+
+
+def against_baseline(names: list[str], evaluate: EvaluateMetrics, baseline: Optional["Baseline"],
+                     differs: list[str]) -> str:
+    """This run's schedules placed in the committed study's ranking (``pipeline.baseline``): with the same settings
+    but ``schedule`` the run reproduces the baseline's samples, so the baseline's paired verdicts hold for it; with
+    other settings only an unpaired difference of FIDs is defined."""
+    if baseline is None:
+        return "No committed baseline to compare with (not a git checkout, or HEAD has no readable metrics/evaluate.json)."
+    base = baseline.evaluate.table
+    shared = [n for n in names if n in base.scores]
+    if not shared:
+        return f"The committed baseline scored none of {', '.join(names)}: nothing to compare with."
+    parts = []
+    for name in shared:
+        here, there = evaluate.table.scores[name], base.scores[name]
+        if not differs:
+            same = ("the same number" if abs(here.fid - there.fid) < 1e-9 else
+                    f"a difference of {here.fid - there.fid:+.2g} (another CPU model or library version moves the last digits)")
+            others = [f"{b} {signed(base.pair(name, b))}" + (" ≈" if base.pair(name, b).within_noise else "")
+                      for b in base.scores if b != name]
+            parts.append(f"{name}: FID {fmt(here.fid, here.fid_std)} here, {fmt(there.fid, there.fid_std)} in the "
+                         f"committed study ({same}). The settings are the baseline's but for `schedule`, so the samples "
+                         f"are the baseline's and its paired differences place {name}: FID({name}) − FID(b) = "
+                         + ", ".join(others) + " (≈: within noise).")
+        else:
+            d, std = here.fid - there.fid, float(np.hypot(here.fid_std, there.fid_std))
+            parts.append(f"{name}: FID {fmt(here.fid, here.fid_std)} here against {fmt(there.fid, there.fid_std)} in "
+                         f"the committed study, unpaired (this run changes {', '.join(f'`{k}`' for k in differs)}): "
+                         f"{fmt(d, std)}" + (", within noise." if abs(d) <= NOISE_SIGMAS * std else ", beyond noise."))
+    return f"**Against the committed baseline** (git HEAD's metrics/evaluate.json, {len(base.scores)} schedules): " + " ".join(parts)
+
+
 def sampler_text(cfg: StudyConfig) -> str:
     """The main setting's sampler as the write-up names it: 'DDPM', 'DDIM (eta 0.5)', '..., guidance w = 1'."""
     s = cfg.sample
@@ -75,6 +155,7 @@ def answer(cfg: StudyConfig, evaluate: EvaluateMetrics) -> list[str]:
     """The README's answer block (``ddpm-study readme``): the main-setting ranking and where it sits."""
     names = list(cfg.schedule)
     return [f"- {main_setting(cfg, evaluate)}",
+            f"- Free of N (FID∞): {infinity_ranking(evaluate.table, names, evaluate.real_vs_real)}",
             f"- {placement(evaluate, evaluate.table, names)} Differences between schedules are to be read against that span."]
 
 

@@ -26,6 +26,11 @@ def pr_columns(s: Scores) -> dict[str, str]:
             for label, m in (("precision %", "precision"), ("recall %", "recall"))}
 
 
+def inf_column(s: Scores) -> dict[str, str]:
+    """FID∞ ± its jackknife std ("" where not computed: the ceilings, files that predate it)."""
+    return {"FID∞": findings.fmt(s.fid_inf, s.fid_inf_std) if s.fid_inf is not None else ""}
+
+
 def headline(cfg: StudyConfig, train: dict[str, TrainSummary], evaluate: EvaluateMetrics) -> pd.DataFrame:
     rows = []
     for name in cfg.schedule:
@@ -33,6 +38,7 @@ def headline(cfg: StudyConfig, train: dict[str, TrainSummary], evaluate: Evaluat
         rows.append({
             "schedule": name,
             "FID": findings.fmt(e.fid, e.fid_std),
+            **inf_column(e),
             "KID ×10³": findings.fmt(1e3 * e.kid_mean, 1e3 * e.kid_std),
             **pr_columns(e),
             "final loss": t.final_loss,
@@ -47,7 +53,7 @@ def anchors(scores: Anchored) -> pd.DataFrame:
     """Floor and ceilings at one N, the frame every FID in the same table is read against."""
     rows = [("real vs real (floor)", scores.real_vs_real), ("Gaussian noise", scores.ceilings["gaussian_noise"]),
             ("mean image, repeated", scores.ceilings["mean_image"])]
-    return pd.DataFrame([{"reference point": label, "FID": findings.fmt(r.fid, r.fid_std),
+    return pd.DataFrame([{"reference point": label, "FID": findings.fmt(r.fid, r.fid_std), **inf_column(r),
                           "KID ×10³": findings.fmt(1e3 * r.kid_mean, 1e3 * r.kid_std), **pr_columns(r)}
                          for label, r in rows])
 
@@ -58,7 +64,8 @@ def pairs(table: ScoreTable, names: list[str]) -> pd.DataFrame:
         for b in names[i + 1 :]:
             p = table.pair(a, b)
             rows.append({"pair": f"{a} − {b}", "ΔFID": findings.fmt_pair(p),
-                         "verdict": "within noise" if p.within_noise else ("a better" if p.diff < 0 else "b better")})
+                         **({"ΔFID∞": findings.fmt(p.diff_inf, p.std_inf)} if p.diff_inf is not None else {}),
+                         "verdict": verdict(p)})
     return pd.DataFrame(rows)
 
 
@@ -97,7 +104,8 @@ def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataF
                     long.append({"schedule": name, "sampler": sampler, **({"guidance": w} if conditional else {}),
                                  "nfe": n, "steps": cell.steps, "calls": cell.calls, "fid": c.fid, "fid_std": c.fid_std,
                                  "kid_mean": c.kid_mean, "kid_std": c.kid_std, "precision": c.precision,
-                                 "precision_std": c.precision_std, "recall": c.recall, "recall_std": c.recall_std})
+                                 "precision_std": c.precision_std, "recall": c.recall, "recall_std": c.recall_std,
+                                 "fid_inf": c.fid_inf, "fid_inf_std": c.fid_inf_std})
                 wide.append(row)
             for n in budgets:
                 cell = sweep.cells[Cell(sampler, n, w)]
@@ -108,20 +116,43 @@ def sweep(cfg: StudyConfig, sweep: SweepMetrics) -> tuple[pd.DataFrame, pd.DataF
     return pd.DataFrame(wide), pd.DataFrame(best), pd.DataFrame(long)
 
 
-def sweep_precision_recall(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
-    """Precision / recall (%) per (schedule, sampler, guidance) x NFE."""
+def _per_cell(cfg: StudyConfig, sweep: SweepMetrics, show) -> pd.DataFrame:
+    """One row per (schedule, sampler, guidance), one column per NFE budget: ``show(scores)`` of each cell."""
     conditional = cfg.model.num_classes > 0
     rows = []
     for sampler in cfg.sweep.samplers:
         for w in cfg.sweep.guidance:
             for name in cfg.schedule:
-                row = {"schedule": name, "sampler": setting_label(sampler, w, conditional),
-                       **_budget_columns(cfg)}
+                row = {"schedule": name, "sampler": setting_label(sampler, w, conditional), **_budget_columns(cfg)}
                 for n in cfg.sweep.budgets(sampler):
-                    c = sweep.cells[Cell(sampler, n, w)].scores[name]
-                    row[f"{n} NFE"] = f"{100 * c.precision:.0f} / {100 * c.recall:.0f}" if c.precision is not None else ""
+                    row[f"{n} NFE"] = show(sweep.cells[Cell(sampler, n, w)].scores[name])
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def sweep_precision_recall(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
+    """Precision / recall (%) per (schedule, sampler, guidance) x NFE."""
+    return _per_cell(cfg, sweep, lambda c: f"{100 * c.precision:.0f} / {100 * c.recall:.0f}" if c.precision is not None else "")
+
+
+def sweep_infinity(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
+    """FID∞ ± std per (schedule, sampler, guidance) x NFE: the sweep on the main setting's scale."""
+    return _per_cell(cfg, sweep, lambda c: inf_column(c)["FID∞"])
+
+
+def bits_per_dim(cfg: StudyConfig, lk: outputs.LikelihoodMetrics) -> pd.DataFrame:
+    return pd.DataFrame([{"schedule": n, "bits/dim": f"{lk.schedules[n].bpd:.3f} ± {lk.schedules[n].bpd_std:.3f}",
+                          "prior term L_T": f"{lk.schedules[n].prior:.2g}"} for n in cfg.schedule])
+
+
+def verdict(p: outputs.Pair) -> str:
+    return "within noise" if p.within_noise else ("a better" if p.diff < 0 else "b better")
+
+
+def likelihood_pairs(lk: outputs.LikelihoodMetrics) -> pd.DataFrame:
+    """Paired differences of bits/dim (a − b) over the same test images."""
+    return pd.DataFrame([{"pair": f"{a} − {b}", "Δ bits/dim": findings.fmt(p.diff, p.std, 3), "verdict": verdict(p)}
+                         for (a, b), p in lk.pairs.items()])
 
 
 def versus_baseline(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:

@@ -176,6 +176,21 @@ class SweepConfig:
 
 
 @dataclass(frozen=True)
+class LikelihoodConfig:
+    """Bits/dim on the test split (``likelihood.stratified_bits_per_dim``)."""
+
+    images: int  # the first this many test images
+    strata: int  # model calls per image: one timestep per stratum of [0, T)
+    batch_size: int
+
+    def check(self, timesteps: int) -> None:
+        require(self.images >= 2, "likelihood.images", self.images, "an integer >= 2 (a spread over images)")
+        require(1 <= self.strata <= timesteps, "likelihood.strata", self.strata,
+                f"an integer in [1, diffusion.timesteps = {timesteps}]")
+        require(self.batch_size > 0, "likelihood.batch_size", self.batch_size, "an integer > 0")
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: str
     experiment: str
@@ -198,6 +213,7 @@ class StudyConfig:
     sample: SampleConfig
     evaluate: EvaluateConfig
     sweep: SweepConfig
+    likelihood: LikelihoodConfig
     tracking: TrackingConfig
 
     @classmethod
@@ -245,6 +261,7 @@ class StudyConfig:
         self.evaluate.check(self.sample.num_images)
         self.sweep.check(self.diffusion.timesteps, self.evaluate, self.sample.num_images)
         self._check_spacings()
+        self.likelihood.check(self.diffusion.timesteps)
         self.tracking.check()
 
     def _check_schedules(self) -> None:
