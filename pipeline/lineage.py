@@ -70,7 +70,7 @@ def training(cfg: StudyConfig, name: str) -> dict[str, Any]:
     """``schedule`` less what only sampling and evaluation read."""
     with params.unrecorded():
         d = schedule(cfg, name)
-        for section in ("sample", "evaluate", "sweep"):
+        for section in ("sample", "evaluate", "sweep", "likelihood"):
             d.pop(section)
         d["data"] = {k: v for k, v in d["data"].items() if k not in _DATA_SOURCE_KEYS}
         # The arithmetic that actually runs: bf16 asked for on a device without native bf16 trains in fp32,

@@ -197,7 +197,7 @@ def test_the_fid_infinity_ranking_reads_the_paired_differences_and_the_floor():
                                      floor)
     assert text.startswith("**linear** has the lowest FID∞ (30.0 ± 2.0); cosine 1.0 ± 1.0 higher (within noise), "
                            "sigmoid 6.0 ± 1.0 higher (beyond noise).")
-    assert "extrapolates to 0.8 ± 1.5" in text and "(12.0 at this N)" in text and "4.0–4.0× FID's" in text
+    assert "Real vs real: FID∞ 0.8 ± 1.5 (0 is bias-free) against FID 12.0." in text and "4.0–4.0× FID's" in text
     assert findings.infinity_ranking(table({"linear": 1.0}, {}), ["linear"], s(1.0)) == "FID∞ was not computed for this run."
 
 

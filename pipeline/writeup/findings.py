@@ -62,9 +62,10 @@ def ranking(table: ScoreTable, names: list[str]) -> str:
     return "; ".join(parts) + "."
 
 
-def infinity_ranking(table: ScoreTable, names: list[str], floor: Scores) -> str:
+def infinity_ranking(table: ScoreTable, names: list[str], floor: Scores, spread: bool = True) -> str:
     """The schedules ranked by FID∞ with paired differences of FID∞, read against the floor's FID∞ (0 for two
-    samples of one distribution: how far the extrapolation is from bias-free at this N)."""
+    samples of one distribution: how far the extrapolation is from bias-free at this N); ``spread``: and what the
+    extrapolation costs in spread against FID's."""
     scores = table.scores
     if any(scores[n].fid_inf is None for n in names) or floor.fid_inf is None:
         return "FID∞ was not computed for this run."
@@ -74,11 +75,13 @@ def infinity_ranking(table: ScoreTable, names: list[str], floor: Scores) -> str:
     rest = [f"{n} {fmt(table.pair(n, best).diff_inf, table.pair(n, best).std_inf)} higher"
             + (" (beyond noise)" if abs(table.pair(n, best).diff_inf) > NOISE_SIGMAS * table.pair(n, best).std_inf
                else " (within noise)") for n in ordered[1:]]
-    return (head + ("; " + ", ".join(rest) if rest else "") + f". Real vs real extrapolates to "
-            f"{fmt(floor.fid_inf, floor.fid_inf_std)} (0 would be bias-free), so FID∞ removes most of FID's small-N "
-            f"bias ({floor.fid:.1f} at this N) but its extrapolation costs spread: its stds are "
-            f"{min(scores[n].fid_inf_std for n in names) / max(scores[n].fid_std for n in names):.1f}–"
-            f"{max(scores[n].fid_inf_std for n in names) / min(scores[n].fid_std for n in names):.1f}× FID's.")
+    text = (head + ("; " + ", ".join(rest) if rest else "") + f". Real vs real: FID∞ {fmt(floor.fid_inf, floor.fid_inf_std)}"
+            f" (0 is bias-free) against FID {floor.fid:.1f}.")
+    if spread:
+        text += (" The extrapolation removes most of FID's small-N bias but costs spread: FID∞'s stds are "
+                 f"{min(scores[n].fid_inf_std for n in names) / max(scores[n].fid_std for n in names):.1f}–"
+                 f"{max(scores[n].fid_inf_std for n in names) / min(scores[n].fid_std for n in names):.1f}× FID's.")
+    return text
 
 
 def bits_per_dim(lk: LikelihoodMetrics, names: list[str]) -> str:
@@ -155,7 +158,7 @@ def answer(cfg: StudyConfig, evaluate: EvaluateMetrics) -> list[str]:
     """The README's answer block (``ddpm-study readme``): the main-setting ranking and where it sits."""
     names = list(cfg.schedule)
     return [f"- {main_setting(cfg, evaluate)}",
-            f"- Free of N (FID∞): {infinity_ranking(evaluate.table, names, evaluate.real_vs_real)}",
+            f"- Free of N (FID∞): {infinity_ranking(evaluate.table, names, evaluate.real_vs_real, spread=False)}",
             f"- {placement(evaluate, evaluate.table, names)} Differences between schedules are to be read against that span."]
 
 
