@@ -208,7 +208,7 @@ def test_bits_per_dim_and_the_likelihood_literature_check():
         return LikelihoodMetrics("test", 256, 50, 1000, {"linear": Bits(3.8, 0.06, 0.001), "cosine": Bits(3.8 + cosine_minus_linear, 0.06, 0.0)},
                                  {("linear", "cosine"): Pair(-cosine_minus_linear, std, abs(cosine_minus_linear) <= 2 * std)})
     assert findings.bits_per_dim(lk(-0.2, 0.02), ["linear", "cosine"]).startswith(
-        "**Bits/dim** (the variational bound on 256 test images, lower is better): **cosine** 3.600 ± 0.060; linear +0.2 ± 0.0")
+        "**Bits/dim** (the variational bound on 256 test images, lower is better): **cosine** 3.600 ± 0.060; linear +0.200 ± 0.020")
     assert "this study agrees: cosine's bound is lower beyond noise" in findings.nichol_dhariwal_likelihood(lk(-0.2, 0.02), ["linear", "cosine"])
     assert "cosine − linear = 0.200 ± 0.020 bits/dim: this study does not reproduce it" in findings.nichol_dhariwal_likelihood(
         lk(0.2, 0.02), ["linear", "cosine"])

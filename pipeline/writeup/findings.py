@@ -88,7 +88,7 @@ def bits_per_dim(lk: LikelihoodMetrics, names: list[str]) -> str:
     """The bound per schedule, ranked, with paired differences over the test images."""
     ordered = sorted(names, key=lambda n: lk.schedules[n].bpd)
     best = ordered[0]
-    rest = [f"{n} {signed(lk.pair(n, best))}" + (" (within noise)" if lk.pair(n, best).within_noise else "")
+    rest = [f"{n} +{fmt(lk.pair(n, best).diff, lk.pair(n, best).std, 3)}" + (" (within noise)" if lk.pair(n, best).within_noise else "")
             for n in ordered[1:]]
     return (f"**Bits/dim** (the variational bound on {lk.images} {lk.split} images, lower is better): **{best}** "
             f"{lk.schedules[best].bpd:.3f} ± {lk.schedules[best].bpd_std:.3f}" + ("; " + ", ".join(rest) if rest else "")
