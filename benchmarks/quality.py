@@ -234,7 +234,9 @@ def train_for(fit: Callable[[int], Sampler], budget_s: float, calibration_steps:
             best = (sample, attempts[-1])
         if abs(train_s / budget_s - 1) <= tolerance:
             break
-        step_s = max(train_s - setup_s, 1e-6) / steps
+        # The same floor as above: a run shorter than the predicted set-up (the machine sped up) once gave 1e-6 s
+        # per step and hundreds of thousands of steps for a 3-s budget (a CI run timed out): at least a fifth of it.
+        step_s = max(train_s - setup_s, 0.2 * train_s) / steps
         steps = max(1, round((budget_s - setup_s) / step_s))
     attempts.remove(best[1])
     return best[0], [*attempts, best[1]]

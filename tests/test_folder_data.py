@@ -106,6 +106,7 @@ def test_the_u_net_levels_follow_the_folder_image_size(tmp_path):
 
 @pytest.mark.parametrize("classes, per_class, message", [
     (0, 10, r"20 images leave 18 for training .* need 2 x sample.num_images = 48"),
+    (0, 27, r"54 images give a test split of 6 \(every 10th\), but likelihood.images = 8; add images or lower"),
     (3, 30, r"model.num_classes: invalid value 3; expected 0 \(unconditional\) or 2 \(the class sub-folders"),
 ])
 def test_prepare_refuses_too_few_images_or_other_classes_before_any_work(tmp_path, monkeypatch, classes, per_class, message):
@@ -123,7 +124,7 @@ def test_prepare_refuses_too_few_images_or_other_classes_before_any_work(tmp_pat
 @pytest.mark.slow
 def test_your_own_folder_through_dvc_exp_run_rgb_32_conditional_and_grey_64(tmp_path, torch_home):
     """The README's "your own data" command, scaled down, on a folder of two classes the test writes."""
-    root = two_classes(tmp_path / "pets")
+    root = two_classes(tmp_path / "pets", per_class=40)  # 80 images: 72 to train, 8 for bits/dim (likelihood.images)
     params = tiny_params()
     params["schedule"] = ["linear", "cosine"]
     repo, env = make_repo(tmp_path / "study", params, torch_home)

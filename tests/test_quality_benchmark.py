@@ -19,6 +19,20 @@ def run_benchmark(*args: str, timeout: int = 900) -> subprocess.CompletedProcess
                           timeout=timeout)
 
 
+def test_a_run_faster_than_the_predicted_set_up_does_not_ask_for_a_million_steps(monkeypatch):
+    """train_for on a scripted clock: calibration says 0.45 s of set-up, then the first run takes 0.1 s in all."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import quality
+
+    clock, asked = iter([0.50, 0.55, 0.10, 0.60]), []
+    monkeypatch.setattr(quality, "timed", lambda fn, device: (fn(), next(clock)))
+    _, attempts = quality.train_for(lambda steps: asked.append(steps) or steps, budget_s=0.6, calibration_steps=1,
+                                    tolerance=0, max_attempts=2, device=None)
+    assert asked[:3] == [1, 2, 3]  # step 0.055 s (a fifth of the 2-step run's mean), set-up 0.445 s
+    # The retry: at least a fifth of the 0.1-s run is its 3 steps (0.0067 s each), so 23 steps, not 0.155 / 3e-7.
+    assert asked[3] == 23 and [a["steps"] for a in attempts] == [3, 23]
+
+
 @pytest.mark.slow
 def test_quality_benchmark_trains_samples_and_scores_every_recipe(tmp_path, torch_home):
     out, grids = tmp_path / "quality.json", tmp_path / "grids"
