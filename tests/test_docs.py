@@ -253,3 +253,21 @@ def test_the_method_page_quotes_the_verdict_rates():
     result = json.loads((ROOT / "benchmarks" / "verdict_rates.json").read_text())
     text = " ".join((ROOT / "docs" / "method.md").read_text().split())
     assert verdict_rates_sentence(result) in text
+
+
+PREDICTION = ROOT / "reports" / "prediction"
+PREDICTION_BLOCKS = {"compare": ("eps-bf16", "v"), "fp32": ("eps-fp32", "v"), "precision": ("eps-bf16", "eps-fp32")}
+
+
+@pytest.mark.parametrize("name", PREDICTION_BLOCKS)
+def test_the_prediction_page_is_generated_from_its_runs(monkeypatch, name) -> None:
+    """reports/prediction/README.md's tables and verdicts are what `python -m pipeline.tools.compare` writes from the
+    committed runs' params and metric files: none is typed by hand, and a changed run without a rerun fails here."""
+    from pipeline.tools import compare, readme
+
+    monkeypatch.chdir(ROOT)
+    page = PREDICTION / "README.md"
+    text = page.read_text(encoding="utf-8")
+    a, b = (compare.read_run(PREDICTION / run) for run in PREDICTION_BLOCKS[name])
+    assert readme.with_block(text, compare.block(a, b), *compare.markers(name), page) == text
+    assert f"in {b.name} the gap narrows in" in text.split(compare.markers(name)[0])[1]

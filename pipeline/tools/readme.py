@@ -25,12 +25,17 @@ def answer(cfg: StudyConfig) -> str:
 
 
 def with_answer(text: str, block: str) -> str:
-    """``text`` with the lines between the markers replaced by ``block``."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise StudyError(f"{README}: needs one {BEGIN} line followed by one {END} line")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    """``text`` with the lines between the answer markers replaced by ``block``."""
+    return with_block(text, block, BEGIN, END, README)
+
+
+def with_block(text: str, block: str, begin: str, end: str, where: Path) -> str:
+    """``text`` (the file ``where``) with the lines between the ``begin`` and ``end`` markers replaced by ``block``."""
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise StudyError(f"{where}: needs one {begin} line followed by one {end} line")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
 
 
 def run(cfg: StudyConfig, params: Path) -> None:
