@@ -271,3 +271,14 @@ def test_the_prediction_page_is_generated_from_its_runs(monkeypatch, name) -> No
     a, b = (compare.read_run(PREDICTION / run) for run in PREDICTION_BLOCKS[name])
     assert readme.with_block(text, compare.block(a, b), *compare.markers(name), page) == text
     assert f"in {b.name} the gap narrows in" in text.split(compare.markers(name)[0])[1]
+
+
+def test_the_prediction_page_adds_the_two_runs_stds_in_quadrature() -> None:
+    """Between runs (different models, no shared samples) a difference is unpaired: B − A ± hypot(std_A, std_B)."""
+    import json
+    import math
+
+    a, b = (json.loads((PREDICTION / run / "metrics/evaluate.json").read_text())["cosine"] for run in ("eps-fp32", "v"))
+    d, std = b["fid"] - a["fid"], math.hypot(a["fid_std"], b["fid_std"])
+    block = (PREDICTION / "README.md").read_text(encoding="utf-8").split("<!-- fp32:begin -->")[1]
+    assert f"cosine {a['fid']:.1f} ± {a['fid_std']:.1f} → {b['fid']:.1f} ± {b['fid_std']:.1f} ({d:+.1f} ± {std:.1f}, " in block

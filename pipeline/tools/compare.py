@@ -35,7 +35,7 @@ from ..cli import _fail
 from ..console import console
 from ..outputs import Cell, EvaluateMetrics, LikelihoodMetrics, Pair, SweepMetrics
 from ..writeup import findings
-from ..writeup.tables import markdown
+from ..writeup.tables import markdown, verdict
 from .readme import with_block
 
 BLOCK = "compare"
@@ -144,12 +144,8 @@ def pairs_table(a: Run, b: Run) -> pd.DataFrame:
         for x, y in combinations(names, 2):
             pa, pb = ta.pair(x, y), tb.pair(x, y)
             rows.append({"setting": label, "pair": f"{x} − {y}", a.name: marked(pa), b.name: marked(pb),
-                         "verdict": "holds" if _verdict(pa) == _verdict(pb) else f"{_verdict(pa)} → {_verdict(pb)}"})
+                         "verdict": "holds" if verdict(pa) == verdict(pb) else f"{verdict(pa)} → {verdict(pb)}"})
     return pd.DataFrame(rows)
-
-
-def _verdict(p: Pair) -> str:
-    return "tied" if p.within_noise else ("x better" if p.diff < 0 else "y better")
 
 
 def _standing(p: Pair) -> str:
@@ -198,8 +194,8 @@ def main_change(a: Run, b: Run) -> str:
     for x, y in combinations(shared_schedules(a, b), 2):
         pa, pb = a.evaluate.table.pair(x, y), b.evaluate.table.pair(x, y)
         verdicts.append(f"FID({x}) − FID({y}) is {marked(pa)} in {a.name} and {marked(pb)} in {b.name} ("
-                        + ("the verdict holds" if _verdict(pa) == _verdict(pb) else
-                           f"the verdict changes: {_verdict(pa)} → {_verdict(pb)}") + ")")
+                        + ("the verdict holds" if verdict(pa) == verdict(pb) else
+                           f"the verdict changes: {verdict(pa)} → {verdict(pb)}") + ")")
     text = f"**At the main setting** ({findings.sampler_text(a.cfg)}, {a.cfg.sample.steps} steps, N = " \
            f"{a.evaluate.num_images}): {'; '.join(parts)}. " + ("; ".join(verdicts) + " (≈: within noise)." if verdicts else "")
     if a.likelihood and b.likelihood:
