@@ -12,9 +12,11 @@ trials, and the threshold (in stds) that would give a 5 % false-"better" rate. T
 shared noise as the study's schedules are, so this is the unpaired case.
 
 Needs the real features of benchmarks/fid_infinity.py (cached in .cache/fid_infinity/) and the committed sweep
-(`dvc repro` or `dvc checkout`). Writes benchmarks/verdict_rates.json.
+(`dvc repro` or `dvc checkout`). Writes benchmarks/verdict_rates_n<N>.json; the main write-up states the rates at
+the main setting's N (``sample.num_images``), the default here.
 
-    python benchmarks/verdict_rates.py --trials 40        # about 10 min on 2 idle CPU cores at N = 500
+    python benchmarks/verdict_rates.py --trials 100            # N = sample.num_images
+    python benchmarks/verdict_rates.py --trials 100 --n 500    # the earlier main setting's N
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from benchmarks.fid_infinity import real_features  # noqa: E402
 from ddpm_study import uncertainty  # noqa: E402
 from pipeline import outputs, params  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "verdict_rates.json"
+
+
+def results_path(n: int) -> Path:
+    return ROOT / "benchmarks" / f"verdict_rates_n{n}.json"
 FRACTIONS = (0.1, 0.2, 0.3)
 
 
@@ -67,10 +72,10 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def main(trials: int = typer.Option(40), n: int = typer.Option(500, help="images per set (the main setting's N)"),
+def main(trials: int = typer.Option(40), n: int = typer.Option(0, help="images per set; 0 = sample.num_images (the main setting's N)"),
          real: int = typer.Option(4000, help="images per cached real split (benchmarks/fid_infinity.py --n)")):
     cfg = params.load(ROOT / "params.yaml")
-    groups = cfg.evaluate.jackknife_groups
+    groups, n = cfg.evaluate.jackknife_groups, n or cfg.sample.num_images
     pool_real = np.concatenate(real_features(real, cfg.seed))
     base = outputs.baseline_cell(cfg.sweep)
     pool_gen = np.concatenate([outputs.read_sweep_array(name, base, "features") for name in cfg.schedule])
@@ -100,7 +105,7 @@ def main(trials: int = typer.Option(40), n: int = typer.Option(500, help="images
         "generated": f"{base.key} of {', '.join(cfg.schedule)}", "seconds": time.perf_counter() - t0,
         **summary(rows), "trials_detail": rows,
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results_path(n).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "trials_detail"}, indent=2))
 
 

@@ -411,17 +411,19 @@ class LikelihoodMetrics:
 
     split: str
     images: int
-    strata: int  # model calls per image (= timesteps: the full sum)
+    strata: int  # model calls per image after the exact ones (exact_terms + strata = timesteps: the full sum)
     timesteps: int
     schedules: dict[str, Bits]
     pairs: dict[tuple[str, str], Pair]
+    exact_terms: int = 0  # the terms at t < exact_terms summed exactly (files written before it had none)
 
     def pair(self, a: str, b: str) -> Pair:
         return self.pairs[(a, b)] if (a, b) in self.pairs else self.pairs[(b, a)].reversed()
 
 
 def write_likelihood_metrics(m: LikelihoodMetrics) -> None:
-    write_json(LIKELIHOOD_METRICS, {"split": m.split, "images": m.images, "strata": m.strata, "timesteps": m.timesteps,
+    write_json(LIKELIHOOD_METRICS, {"split": m.split, "images": m.images, "exact_terms": m.exact_terms, "strata": m.strata,
+                                    "timesteps": m.timesteps,
                                     "schedules": {n: dataclasses.asdict(b) for n, b in m.schedules.items()},
                                     "pairs": {f"{a}-{b}": p.to_json() for (a, b), p in m.pairs.items()}})
 
@@ -429,7 +431,8 @@ def write_likelihood_metrics(m: LikelihoodMetrics) -> None:
 def read_likelihood_metrics() -> LikelihoodMetrics:
     d = _read_json(LIKELIHOOD_METRICS)
     return LikelihoodMetrics(d["split"], d["images"], d["strata"], d["timesteps"],
-                             {n: Bits(**b) for n, b in d["schedules"].items()}, pairs_from_json(d["pairs"], list(d["schedules"])))
+                             {n: Bits(**b) for n, b in d["schedules"].items()}, pairs_from_json(d["pairs"], list(d["schedules"])),
+                             d.get("exact_terms", 0))
 
 
 # --- sweep: samples and Inception features per schedule x sampler x NFE -----------------------------
@@ -690,7 +693,9 @@ class LongerMetrics:
     """extended/metrics/undertraining.json: the longer run's snapshots at every sweep setting.
 
     On disk: ``cells: {"<snapshot>": {"final_loss", "<cell key>": {fid, fid_std}}}``,
-    ``ddim_minus_ddpm: {"<sampling steps>": {"<snapshot>": Pair}}``, ``overtakes: {"<sampling steps>": snapshot or null}``.
+    ``minus_ddpm: {"<sampler>": {"<NFE>": {"<snapshot>": Pair}}}`` (every sampler but DDPM against DDPM at the
+    same NFE), ``overtakes: {"<sampler>": {"<NFE>": snapshot or null}}``,
+    ``ddpm_gain: {"<NFE>": {"<snapshot>": Pair}}`` (DDPM's FID at the next snapshot minus at this one).
     """
 
     schedule: str
@@ -699,25 +704,34 @@ class LongerMetrics:
     snapshots: list[int]  # training steps
     main_steps: int  # the main study's train.steps
     cells: dict[int, Snapshot]  # by snapshot
-    ddim_minus_ddpm: dict[int, dict[int, Pair]]  # sampling steps -> snapshot -> paired FID(DDIM) - FID(DDPM)
-    overtakes: dict[int, int | None]  # sampling steps -> the snapshot from which DDIM stays ahead beyond noise
+    minus_ddpm: dict[str, dict[int, dict[int, Pair]]]  # sampler -> NFE -> snapshot -> paired FID(sampler) - FID(DDPM)
+    overtakes: dict[str, dict[int, int | None]]  # sampler -> NFE -> the snapshot from which it stays ahead beyond noise
+    ddpm_gain: dict[int, dict[int, Pair]]  # NFE -> snapshot (all but the last) -> paired FID(next) - FID(this)
 
     def to_json(self) -> dict[str, Any]:
+        def pairs(g: dict[int, Pair]) -> dict[str, Any]:
+            return {str(step): p.to_json() for step, p in g.items()}
+
         return {"schedule": self.schedule, "num_images": self.num_images, "eta": self.eta, "snapshots": self.snapshots,
                 "main_steps": self.main_steps,
                 "cells": {str(step): {"final_loss": s.final_loss, **{c.key: dataclasses.asdict(f) for c, f in s.cells.items()}}
                           for step, s in self.cells.items()},
-                "ddim_minus_ddpm": {str(k): {str(step): p.to_json() for step, p in g.items()}
-                                    for k, g in self.ddim_minus_ddpm.items()},
-                "overtakes": {str(k): v for k, v in self.overtakes.items()}}
+                "minus_ddpm": {sampler: {str(n): pairs(g) for n, g in by_nfe.items()}
+                               for sampler, by_nfe in self.minus_ddpm.items()},
+                "overtakes": {sampler: {str(n): v for n, v in by_nfe.items()} for sampler, by_nfe in self.overtakes.items()},
+                "ddpm_gain": {str(n): pairs(g) for n, g in self.ddpm_gain.items()}}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "LongerMetrics":
+        def pairs(g: dict[str, Any]) -> dict[int, Pair]:
+            return {int(step): Pair(**p) for step, p in g.items()}
+
         cells = {int(step): Snapshot(c["final_loss"], {Cell.from_key(k): Fid(**f) for k, f in c.items() if k != "final_loss"})
                  for step, c in d["cells"].items()}
-        gap = {int(k): {int(step): Pair(**p) for step, p in g.items()} for k, g in d["ddim_minus_ddpm"].items()}
-        return cls(d["schedule"], d["num_images"], d["eta"], d["snapshots"], d["main_steps"], cells, gap,
-                   {int(k): v for k, v in d["overtakes"].items()})
+        return cls(d["schedule"], d["num_images"], d["eta"], d["snapshots"], d["main_steps"], cells,
+                   {sampler: {int(n): pairs(g) for n, g in by_nfe.items()} for sampler, by_nfe in d["minus_ddpm"].items()},
+                   {sampler: {int(n): v for n, v in by_nfe.items()} for sampler, by_nfe in d["overtakes"].items()},
+                   {int(n): pairs(g) for n, g in d["ddpm_gain"].items()})
 
 
 def write_undertraining_metrics(m: LongerMetrics) -> None:

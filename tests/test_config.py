@@ -160,7 +160,7 @@ def test_lineage_ignores_other_schedules_and_tracking():
     p4 = copy.deepcopy(p)
     p4["sweep"]["nfe"] = [5, 500]
     p4["evaluate"]["jackknife_groups"] = 10
-    p4["likelihood"]["strata"] = 1000
+    p4["likelihood"]["strata"], p4["likelihood"]["exact_terms"] = 1000, 0
     d = StudyConfig.from_dict(p4)  # evaluation settings (bits/dim included) never invalidate trained models
     assert fingerprint(lineage.training(a, "linear")) == fingerprint(lineage.training(d, "linear"))
     assert fingerprint(lineage.schedule(a, "linear")) != fingerprint(lineage.schedule(d, "linear"))

@@ -230,28 +230,22 @@ def test_the_gpu_budget_table_is_the_scripts_output() -> None:
         assert {k: yaml.safe_load(v) for k, v in shown.items()} == overrides, name
 
 
-def verdict_rates_sentence(result: dict) -> str:
-    """The sentence docs/method.md quotes from benchmarks/verdict_rates.json (rerun: python benchmarks/verdict_rates.py)."""
-    e, shifts = result["equal"], result["shifts"]
-    keys = sorted(shifts, key=float)
+@pytest.mark.parametrize("n", [500, 2000])
+def test_the_method_page_quotes_the_verdict_rates(n):
+    from pipeline.writeup.text import verdict_rates_sentence
 
-    def pct(values):
-        return ", ".join(f"{v:.0%}".replace("%", " %") for v in values)
-
-    wrong = max(shifts[k]["wrong_direction_rate"] for k in keys)
-    return (f"the rule called two sets of one distribution different in {pct([e['false_better_rate']])} of trials "
-            f"(the jackknife std was {e['std_ratio']:.2f}× the spread of ΔFID over trials; "
-            f"{e['threshold_for_5pct']:.2f} stds would give a 5 % rate), and it detected shifts of known order "
-            f"({', '.join(f'{100 * float(k):.0f}' for k in keys)} % of a set's features replaced by generated ones; "
-            f"mean ΔFID {', '.join(format(-shifts[k]['mean_diff'], '.1f') for k in keys)}) in "
-            f"{pct([shifts[k]['power'] for k in keys])} of trials "
-            f"({pct([shifts[k]['power_at_threshold_for_5pct'] for k in keys])} at {e['threshold_for_5pct']:.2f} stds), "
-            + ("never in the wrong direction" if wrong == 0 else f"in the wrong direction in up to {wrong:.0%}"))
-
-
-def test_the_method_page_quotes_the_verdict_rates():
-    result = json.loads((ROOT / "benchmarks" / "verdict_rates.json").read_text())
+    result = json.loads((ROOT / "benchmarks" / f"verdict_rates_n{n}.json").read_text())
     text = " ".join((ROOT / "docs" / "method.md").read_text().split())
+    assert result["n"] == n and verdict_rates_sentence(result) in text
+
+
+def test_the_main_write_up_states_the_verdict_rates_at_its_n():
+    """The committed study's write-up quotes the rule's measured rates at its own N (a dep of the report stage)."""
+    from pipeline.writeup.text import verdict_rates_sentence
+
+    n = json.loads((ROOT / "metrics" / "evaluate.json").read_text())["num_images"]
+    result = json.loads((ROOT / "benchmarks" / f"verdict_rates_n{n}.json").read_text())
+    text = " ".join((ROOT / "reports" / "main" / "README.md").read_text().split())
     assert verdict_rates_sentence(result) in text
 
 

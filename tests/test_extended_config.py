@@ -63,7 +63,7 @@ def test_an_unknown_or_missing_key_is_named(tmp_path):
 @pytest.mark.parametrize("key, value, message", [
     ("schedule", "cosine", r"extended\.seeds\.schedules\[0\]: invalid value 'linear'; expected one of the schedules "
                            r"this study trains \(schedule: cosine\)"),
-    ("train.log_every", 7, r"extended\.longer\.snapshots\[0\]: invalid value 300; expected a multiple of train\.log_every = 7"),
+    ("train.log_every", 7, r"extended\.longer\.snapshots\[0\]: invalid value 500; expected a multiple of train\.log_every = 7"),
     ("diffusion.timesteps", 50, r"extended\.cross\.steps\[1\]: invalid value 100; expected an integer in \[1, diffusion\.timesteps = 50\]"),
 ])
 def test_a_main_study_experiment_passes_the_gate_the_extended_stages_refuse_it(tmp_path, key, value, message):
@@ -77,6 +77,7 @@ def test_a_main_study_experiment_passes_the_gate_the_extended_stages_refuse_it(t
     if key == "diffusion.timesteps":  # a shorter process: the main study's step counts fit, the grid's 100 does not
         p["sample"]["steps"], p["sweep"]["nfe"], p["extended"]["cross"]["steps"] = 50, [10, 50], [10, 100]
         p["sweep"]["baseline_nfe"] = 0  # DDPM's baseline at the largest of sweep.nfe
+        p["likelihood"]["strata"] = 25  # of the 50 - likelihood.exact_terms sampled terms
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     extended_params.load(tmp_path / "params.yaml", gate=True)
     with pytest.raises(ConfigError, match="^" + message):

@@ -133,6 +133,7 @@ def test_the_extended_metric_files_read_into_their_dataclasses_and_back_unchange
     assert json.dumps(m.to_json(), sort_keys=True) == json.dumps(d, sort_keys=True)
     if kind == "undertraining":  # typed keys: snapshots and sampling steps are ints, cells are Cells
         assert set(m.cells) == set(m.snapshots) and all(isinstance(c, Cell) for c in m.cells[m.snapshots[0]].cells)
-        assert all(isinstance(p, Pair) for g in m.ddim_minus_ddpm.values() for p in g.values())
+        assert all(isinstance(p, Pair) for by in m.minus_ddpm.values() for g in by.values() for p in g.values())
+        assert all(isinstance(p, Pair) for g in m.ddpm_gain.values() for p in g.values())
     if kind == "seeds":
         assert all(len(p.diffs) == len(m.seeds) for p in m.pairs.values()) and all(isinstance(k, tuple) for k in m.pairs)

@@ -259,10 +259,11 @@ def test_extended_study_runs_the_grid_seeds_and_longer_run(study):
     snapshot, main = load("extended/longer_models/step_8.pt"), load("models/linear/checkpoint.pt")
     assert all(torch.equal(snapshot["ema"][k], main["ema"][k]) for k in main["ema"])
     under = json.loads((repo / "extended/metrics/undertraining.json").read_text())
-    assert under["snapshots"] == [4, 8, 16] and sorted(under["ddim_minus_ddpm"]) == ["2", "4"]
+    assert under["snapshots"] == [4, 8, 16] and sorted(under["minus_ddpm"]["ddim"]) == ["2", "4"]
+    assert sorted(under["ddpm_gain"]["4"]) == ["4", "8"]  # every snapshot but the last, against the next
     for cell in ("ddpm_2", "ddpm_4", "ddim_2", "ddim_4"):
         assert under["cells"]["8"][cell]["fid"] == pytest.approx(sweep["cells"][cell]["linear"]["fid"], rel=1e-9)
-    assert under["cells"]["16"]["final_loss"] > 0 and set(under["overtakes"]) == {"2", "4"}
+    assert under["cells"]["16"]["final_loss"] > 0 and set(under["overtakes"]["ddim"]) == {"2", "4"}
 
     # The grid's diagonal is each model's own process: the sweep's FID at the same setting.
     cross = json.loads((repo / "extended/metrics/cross.json").read_text())

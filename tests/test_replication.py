@@ -8,7 +8,7 @@ import pytest
 
 from ddpm_study.replication import factorial_split, seed_verdict
 from ddpm_study.uncertainty import jackknife_std
-from ddpm_study.replication import overtakes
+from ddpm_study.replication import overtakes, plateau
 from pipeline.outputs import Pair
 
 
@@ -87,3 +87,29 @@ def test_ddim_overtakes_from_the_first_snapshot_it_stays_ahead():
     assert overtakes(gaps) == 2400  # ahead at 600, but not at 1200: not yet for good
     assert overtakes({300: _gap(20, False), 1200: _gap(-1, True)}) is None
     assert overtakes({300: _gap(-3, False), 1200: _gap(-4, False)}) == 300
+
+
+def test_training_stops_improving_after_the_last_step_that_helps_beyond_noise():
+    # gain at snapshot s: FID(next) - FID(s); negative beyond noise = the next snapshot is better
+    gains = {500: _gap(-30, False), 1000: _gap(-8, False), 2000: _gap(-1, True), 4000: _gap(-5, False), 8000: _gap(0.5, True)}
+    assert plateau(gains) == 8000  # 4000 -> 8000 still helped, 8000 -> the last did not
+    assert plateau({500: _gap(-30, False), 1000: _gap(-2, True), 2000: _gap(1, True)}) == 1000
+    assert plateau({500: _gap(-30, False), 1000: _gap(-9, False)}) is None  # still improving at the end
+    assert plateau({500: _gap(3, True)}) == 500 and plateau({}) is None
+
+
+def test_the_extrapolated_crossing_solves_the_weighted_line_in_log_steps():
+    from ddpm_study.replication import extrapolated_crossing
+
+    steps, stds = [2000, 4000, 8000, 16000], [1.0, 2.0, 2.0, 4.0]
+    gap = [30 - 7.5 * k for k in range(4)]  # exactly 30 - 7.5 log2(step / 2000): zero at 2000 * 2^4 = 32000
+    out = extrapolated_crossing(steps, gap, stds)
+    assert out["step"] == pytest.approx(32000, rel=1e-9) and out["slope"] == pytest.approx(-7.5)
+    # the range: +-1 standard error of log2(crossing), by the delta method on numpy's weighted fit and its covariance
+    (b, a), cov = np.polyfit(np.log2(steps), gap, 1, w=1 / np.asarray(stds), cov="unscaled")
+    x0 = -a / b
+    grad = np.array([a / b ** 2, -1 / b])  # d x0 / d (b, a), polyfit's order
+    se = math.sqrt(grad @ cov @ grad)
+    assert math.log2(out["high"]) == pytest.approx(x0 + se, rel=1e-9) and math.log2(out["low"]) == pytest.approx(x0 - se, rel=1e-9)
+    assert extrapolated_crossing(steps, [10, 12, 15, 20], [1, 1, 1, 1]) is None  # widening: no crossing
+    assert extrapolated_crossing(steps, [-10, -12, -15, -20], [1, 1, 1, 1]) is None  # already ahead and moving away

@@ -33,25 +33,26 @@ def run(cfg: StudyConfig, params: Path) -> None:
         generator = torch.Generator().manual_seed(cfg.seed)  # restarted per schedule: the same t and noise (paired)
         parts = []
         with progress() as bar:
-            task = bar.add_task(f"bits/dim {name}", total=lk.images, info=f"{lk.strata} terms per image")
+            task = bar.add_task(f"bits/dim {name}", total=lk.images, info=f"{lk.exact_terms + lk.strata} terms per image")
             for start in range(0, lk.images, lk.batch_size):
                 x, y = x0[start : start + lk.batch_size].to(device), labels[start : start + lk.batch_size].to(device)
                 # log p(x | class) for a conditional model (guidance weight 0: the conditional prediction)
                 net = sampling.guided(model, y, 0.0) if model.num_classes else model
-                parts.append(likelihood.stratified_bits_per_dim(diffusion, net, x, lk.strata, generator))
+                parts.append(likelihood.stratified_bits_per_dim(diffusion, net, x, lk.strata, generator, lk.exact_terms))
                 bar.advance(task, len(x))
         total, prior = torch.cat([p["total"] for p in parts]).numpy(), torch.cat([p["prior"] for p in parts]).numpy()
         per_image[name] = total
         schedules[name] = outputs.Bits(bpd=float(total.mean()), bpd_std=_standard_error(total), prior=float(prior.mean()))
         console.print(f"{name}: {schedules[name].bpd:.3f} ± {schedules[name].bpd_std:.3f} bits/dim "
-                      f"({lk.images} test images, {lk.strata} of T = {diffusion.num_timesteps} terms each)")
+                      f"({lk.images} test images, {lk.exact_terms} exact + {lk.strata} sampled of "
+                      f"T = {diffusion.num_timesteps} terms each)")
     pairs = {}
     for a, b in combinations(cfg.schedule, 2):
         d = per_image[a] - per_image[b]
         pairs[(a, b)] = outputs.Pair(diff=float(d.mean()), std=_standard_error(d),
                                      within_noise=bool(abs(d.mean()) <= uncertainty.NOISE_SIGMAS * _standard_error(d)))
     outputs.write_likelihood_metrics(outputs.LikelihoodMetrics("test", lk.images, lk.strata, cfg.diffusion.timesteps,
-                                                               schedules, pairs))
+                                                               schedules, pairs, lk.exact_terms))
     for name in cfg.schedule:
         with records.schedule_run(cfg, name, "likelihood") as mlflow_run:
             records.record_likelihood(mlflow_run, name)

@@ -21,6 +21,11 @@ from ..writeup import figures, tables, text
 SPREAD_BENCHMARK = Path("benchmarks/spread_vs_redraws.json")  # written by benchmarks/spread_vs_redraws.py
 
 
+def verdict_benchmark(n: int) -> Path:
+    """The verdict rule's measured error rates at N = n (written by benchmarks/verdict_rates.py)."""
+    return Path(f"benchmarks/verdict_rates_n{n}.json")
+
+
 def _copy(src: Path, name: str) -> None:
     with atomic_path(outputs.REPORT_DIR / name) as tmp:
         shutil.copyfile(src, tmp)
@@ -32,16 +37,19 @@ def run(cfg: StudyConfig, params: Path) -> None:
     sweep = outputs.read_sweep_metrics()
     w = tables.main_guidance(cfg)
     committed = baseline.committed()
+    evaluate = outputs.read_evaluate_metrics()
+    rates = verdict_benchmark(evaluate.num_images)
     inputs = text.Inputs(
         cfg=cfg,
         train=outputs.read_train_metrics(),
-        evaluate=outputs.read_evaluate_metrics(),
+        evaluate=evaluate,
         sweep=sweep,
         samples={n: outputs.read_sample_info(n) for n in names},
         likelihood=outputs.read_likelihood_metrics(),
         baseline=committed,
         baseline_differs=tuple(committed.differs_from(parse(params))) if committed else (),
         spread_ratios=tables.spread_ratios(json.loads(SPREAD_BENCHMARK.read_text())),
+        verdict_rates=json.loads(rates.read_text()) if rates.exists() else None,
         figures=text.Figures(
             schedules=figures.schedule_figure(cfg),
             **dict(zip(("loss", "loss_by_timestep"), figures.loss_figures(cfg))),

@@ -1,9 +1,10 @@
-"""Stage `score_longer` (extended study): is DDIM behind DDPM because the models are undertrained?
+"""Stage `score_longer` (extended study): are the deterministic samplers behind DDPM because the models are
+undertrained?
 
-The longer run's EMA model at every snapshot samples every sweep setting (sampler x steps) from the
-sweep's noise and is scored like the sweep: FID with a jackknife std, and DDIM - DDPM per step
-count as a paired difference. All snapshots and settings share the noise, so they share the
-jackknife groups too.
+The longer run's EMA model at every snapshot samples every sweep cell (sampler x NFE, DDPM's baseline cell
+included) from the sweep's noise and is scored like the sweep: FID with a jackknife std; every other sampler
+minus DDPM at the same NFE, and DDPM's change from each snapshot to the next, as paired differences. All
+snapshots and cells share the noise, so they share the jackknife groups too.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def run(cfg: StudyConfig, params: Path) -> None:
     with unrecorded():  # whether the snapshots are current; the models are the stage's deps
         run_lineage = lineage.longer(cfg, name, snapshots[-1])
     diffusion = cfg.gaussian_diffusion(name)
-    cells = outputs.sweep_cells(sw.samplers, sw.nfe)
+    cells = outputs.sweep_grid(sw)
     generated, losses = {}, {}
     for step in snapshots:
         path = outputs.longer_snapshot(step)
@@ -47,13 +48,19 @@ def run(cfg: StudyConfig, params: Path) -> None:
     jack = scoring.jackknifed(cfg, generated, reference, scoring.LONGER_STREAM)
     table = {step: outputs.Snapshot(losses[step], {c: outputs.Fid(jack.fid[(step, c)], jack.std((step, c))) for c in cells})
              for step in snapshots}
-    gap: dict[int, dict[int, outputs.Pair]] = {}
-    if {"ddpm", "ddim"} <= set(sw.samplers):
-        for steps in sorted(sw.nfe):
-            ddim, ddpm = outputs.Cell("ddim", steps), outputs.Cell("ddpm", steps)
-            gap[steps] = {step: jack.compare((step, ddim), (step, ddpm)) for step in snapshots}
+    minus: dict[str, dict[int, dict[int, outputs.Pair]]] = {}
+    gain: dict[int, dict[int, outputs.Pair]] = {}
+    if "ddpm" in sw.samplers:
+        for nfe in sorted(sw.nfe):
+            ddpm = outputs.Cell("ddpm", nfe)
+            for sampler in (s for s in sw.samplers if s != "ddpm"):
+                minus.setdefault(sampler, {})[nfe] = {step: jack.compare((step, outputs.Cell(sampler, nfe)), (step, ddpm))
+                                                      for step in snapshots}
+            gain[nfe] = {a: jack.compare((b, ddpm), (a, ddpm)) for a, b in zip(snapshots[:-1], snapshots[1:])}
     outputs.write_undertraining_metrics(outputs.LongerMetrics(
         schedule=name, num_images=sw.num_images, eta=sw.eta, snapshots=list(snapshots), main_steps=cfg.train.steps,
-        cells=table, ddim_minus_ddpm=gap, overtakes={k: overtakes(g) for k, g in gap.items()}))
-    for steps, g in gap.items():
-        console.print(f"DDIM - DDPM at {steps} steps: " + ", ".join(f"step {s}: {v.diff:+.1f}" for s, v in g.items()))
+        cells=table, minus_ddpm=minus, overtakes={s: {n: overtakes(g) for n, g in by.items()} for s, by in minus.items()},
+        ddpm_gain=gain))
+    for sampler, by_nfe in minus.items():
+        for nfe, g in by_nfe.items():
+            console.print(f"{sampler} - DDPM at {nfe} NFE: " + ", ".join(f"step {s}: {v.diff:+.1f}" for s, v in g.items()))

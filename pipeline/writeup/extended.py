@@ -14,16 +14,16 @@ import pandas as pd
 
 from ddpm_study.config import StudyConfig
 from ddpm_study.files import atomic_path
-from ddpm_study.replication import CONFIDENCE
+from ddpm_study.replication import CONFIDENCE, extrapolated_crossing, plateau
 from ddpm_study.uncertainty import NOISE_SIGMAS
 
 from .. import outputs
 from ..outputs import Cell, CrossMetrics, LongerMetrics, Part, SeedsMetrics
-from .figures import _subplots
+from .figures import STYLES, _subplots
 from .findings import fmt
 from .tables import markdown
 
-LABELS = {"ddpm": "DDPM", "ddim": "DDIM"}
+LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp2m": "DPM++(2M)", "ode": "ODE", "ode_clip": "ODE (clipped)", "sde": "SDE"}
 
 
 @dataclass(frozen=True)
@@ -62,46 +62,89 @@ def undertraining_table(u: LongerMetrics) -> pd.DataFrame:
 
 def gap_table(u: LongerMetrics) -> pd.DataFrame:
     rows = []
-    for steps in sorted(u.ddim_minus_ddpm):
-        per_step = u.ddim_minus_ddpm[steps]
-        rows.append({"sampling steps": steps,
-                     **{f"step {s}": fmt(per_step[s].diff, per_step[s].std) for s in u.snapshots},
-                     "DDIM ahead from": u.overtakes[steps] or "never"})
+    for sampler, by_nfe in u.minus_ddpm.items():
+        for nfe in sorted(by_nfe):
+            per_step = by_nfe[nfe]
+            rows.append({"sampler": LABELS.get(sampler, sampler), "NFE": nfe,
+                         **{f"step {s}": fmt(per_step[s].diff, per_step[s].std) for s in u.snapshots},
+                         "ahead from": u.overtakes[sampler][nfe] or "never",
+                         "line in log steps reaches 0 at": _crossing_text(u, sampler, nfe)})
     return pd.DataFrame(rows)
+
+
+def trend_snapshots(u: LongerMetrics) -> list[int]:
+    """The snapshots the extrapolation fits: from the main model's step on (the early ones fall much faster)."""
+    later = [s for s in u.snapshots if s >= u.main_steps]
+    return later if len(later) >= 3 else u.snapshots
+
+
+def crossing(u: LongerMetrics, sampler: str, nfe: int) -> dict[str, float] | None:
+    steps = trend_snapshots(u)
+    g = u.minus_ddpm[sampler][nfe]
+    return extrapolated_crossing(steps, [g[s].diff for s in steps], [g[s].std for s in steps])
+
+
+def _crossing_text(u: LongerMetrics, sampler: str, nfe: int) -> str:
+    if u.overtakes[sampler][nfe]:
+        return "(ahead)"
+    c = crossing(u, sampler, nfe)
+    return "not narrowing" if c is None else f"{c['step']:,.0f} ({c['low']:,.0f}–{c['high']:,.0f})"
+
+
+def gain_table(u: LongerMetrics) -> pd.DataFrame:
+    """DDPM's paired change from each snapshot to the next, per NFE (negative: still improving)."""
+    steps = list(zip(u.snapshots[:-1], u.snapshots[1:]))
+    return pd.DataFrame([{"NFE": nfe, **{f"{a} → {b}": fmt(u.ddpm_gain[nfe][a].diff, u.ddpm_gain[nfe][a].std) for a, b in steps},
+                          "stops improving after": plateau(u.ddpm_gain[nfe]) or "still improving"}
+                         for nfe in sorted(u.ddpm_gain)])
 
 
 def undertraining_figure(u: LongerMetrics) -> str:
     fig, ax = _subplots(1, 1, (6.5, 4))
     first = u.cells[u.snapshots[0]].cells
-    steps_list = sorted({c.steps for c in first})
+    steps_list = sorted({c.nfe for c in first})
     palette = dict(zip(steps_list, ["tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple", "tab:brown"]))
     x = np.array(u.snapshots)
     for cell in _cell_order(first):
         y = np.array([u.cells[s].cells[cell].fid for s in u.snapshots])
         err = np.array([u.cells[s].cells[cell].fid_std for s in u.snapshots])
-        ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, color=palette[cell.steps],
-                    ls="-" if cell.sampler == "ddpm" else "--", label=_label(cell))
+        ls, marker = STYLES.get(cell.sampler, ("-", "o"))
+        ax.errorbar(x, y, yerr=err, marker=marker, ms=3, capsize=2, color=palette[cell.nfe], ls=ls,
+                    label=f"{LABELS.get(cell.sampler, cell.sampler)} {cell.nfe} NFE")
     ax.axvline(u.main_steps, color="grey", lw=0.8, ls=":")
     ax.set_xscale("log", base=2)
     ax.set_xticks(x, [str(s) for s in x])
+    ax.set_yscale("log")
     ax.set_xlabel(f"training steps ({u.schedule}; dotted: the main study's models)")
-    ax.set_ylabel(f"FID (N = {u.num_images})")
-    ax.set_title("DDPM (solid) and DDIM (dashed) along training")
-    ax.legend(ncol=2, fontsize=8)
+    ax.set_ylabel(f"FID (N = {u.num_images}, log scale)")
+    ax.set_title("Every sweep cell along training (colour: NFE; line: sampler)")
+    ax.legend(ncol=2, fontsize=7)
     return _save(fig, "undertraining.png")
 
 
 def undertraining_findings(u: LongerMetrics) -> list[str]:
     lines = []
     first, last = u.snapshots[0], u.snapshots[-1]
-    for steps in sorted(u.ddim_minus_ddpm):
-        a, b = u.ddim_minus_ddpm[steps][first], u.ddim_minus_ddpm[steps][last]
-        at = u.overtakes[steps]
-        trend = "narrows" if abs(b.diff) < abs(a.diff) else "does not narrow"
-        lines.append(f"{steps} steps: FID(DDIM) − FID(DDPM) is {fmt(a.diff, a.std)} at step {first} and "
-                     f"{fmt(b.diff, b.std)} at step {last} (the gap {trend}); "
-                     + (f"DDIM is ahead beyond noise from step {at} on." if at else
-                        "DDIM never gets ahead of DDPM beyond noise within this run."))
+    for sampler, by_nfe in u.minus_ddpm.items():
+        label = LABELS.get(sampler, sampler)
+        for nfe in sorted(by_nfe):
+            a, b = by_nfe[nfe][first], by_nfe[nfe][last]
+            at = u.overtakes[sampler][nfe]
+            trend = "narrows" if abs(b.diff) < abs(a.diff) else "does not narrow"
+            c = None if at else crossing(u, sampler, nfe)
+            lines.append(f"{label}, {nfe} NFE: FID({label}) − FID(DDPM) is {fmt(a.diff, a.std)} at step {first} and "
+                         f"{fmt(b.diff, b.std)} at step {last} (the gap {trend}); "
+                         + (f"{label} is ahead beyond noise from step {at} on." if at else
+                            f"{label} never gets ahead of DDPM beyond noise within this run"
+                            + (f"; a line in log2(steps) through steps {', '.join(map(str, trend_snapshots(u)))} "
+                               f"({c['slope']:+.1f} FID per doubling) reaches 0 at about {c['step']:,.0f} training steps "
+                               f"(±1 std: {c['low']:,.0f}–{c['high']:,.0f}, snapshots treated as independent)."
+                               if c else "; the gap is not narrowing over the last snapshots.")))
+    for nfe in sorted(u.ddpm_gain):
+        at = plateau(u.ddpm_gain[nfe])
+        lines.append(f"DDPM, {nfe} NFE: " + (f"no step after training step {at} improves its FID beyond noise." if at
+                                             else f"still improving beyond noise between the last two snapshots "
+                                                  f"({fmt(u.ddpm_gain[nfe][u.snapshots[-2]].diff, u.ddpm_gain[nfe][u.snapshots[-2]].std)})."))
     return lines
 
 
@@ -271,13 +314,18 @@ def write_up(x: Inputs) -> str:
         f"({u.snapshots[-1] / u.main_steps:g}× the main study's {u.main_steps}; the run continues the main "
         f"model exactly), its EMA model scored at every snapshot at the sweep's settings (N = {u.num_images}):",
         "",
-        f"![DDPM and DDIM along training]({undertraining_figure(u)})",
+        f"![every sweep cell along training]({undertraining_figure(u)})",
         "",
         markdown(undertraining_table(u)),
         "",
-        "FID(DDIM) − FID(DDPM), paired (negative: DDIM better):",
+        "Each sampler against DDPM at the same NFE, FID(sampler) − FID(DDPM), paired (negative: the sampler is better); "
+        "\"ahead from\": the first snapshot from which it stays ahead beyond noise:",
         "",
         markdown(gap_table(u)),
+        "",
+        "DDPM's FID from each snapshot to the next, paired (negative: training longer still helps):",
+        "",
+        markdown(gain_table(u)),
         "",
         *[f"- {line}" for line in undertraining_findings(u)],
         "",
@@ -341,13 +389,13 @@ def write_up(x: Inputs) -> str:
 
 
 def _literature_ddim(u: LongerMetrics) -> str:
-    ahead = {k: u.overtakes[k] for k in sorted(u.overtakes) if u.overtakes[k]}
-    if not u.overtakes:
+    if "ddim" not in u.overtakes:
         return "Not tested (the sweep lacks DDPM or DDIM)."
+    ahead = {k: v for k, v in sorted(u.overtakes["ddim"].items()) if v}
     if not ahead:
-        return (f"Here DDIM stays behind DDPM at every step count through {u.snapshots[-1]} training steps of "
+        return (f"Here DDIM stays behind DDPM at every NFE through {u.snapshots[-1]} training steps of "
                 f"{u.schedule}: training longer alone does not reproduce their ordering at this scale.")
-    return ("Here DDIM overtakes DDPM with training at " + ", ".join(f"{k} steps (from training step {v})"
+    return ("Here DDIM overtakes DDPM with training at " + ", ".join(f"{k} NFE (from training step {v})"
                                                                       for k, v in ahead.items()) + ".")
 
 

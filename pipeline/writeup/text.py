@@ -45,6 +45,7 @@ class Inputs:
     likelihood: outputs.LikelihoodMetrics
     baseline: Optional[Baseline] = None  # git HEAD's study (``pipeline.baseline``), read when the schedules differ
     baseline_differs: tuple[str, ...] = ()  # params.yaml keys this run changes against it, `schedule` aside
+    verdict_rates: Optional[dict] = None  # benchmarks/verdict_rates_n<N>.json at this study's N, if measured
 
 
 SAMPLER_ORDER = SAMPLERS  # the registry's order and sentences (``Sampler.describe``)
@@ -53,6 +54,35 @@ CLASS_EMBEDDING_TEXT = {
                 "context embedding), the time embedding added in every residual block",
     "add": "added to the time embedding (as in ADM)",
 }
+
+
+def verdict_rates_sentence(result: dict) -> str:
+    """What ``benchmarks/verdict_rates.py`` measured of the "within noise" rule, as one clause (docs/method.md
+    quotes the same words for other N)."""
+    e, shifts = result["equal"], result["shifts"]
+    keys = sorted(shifts, key=float)
+
+    def pct(values):
+        return ", ".join(f"{v:.0%}".replace("%", " %") for v in values)
+
+    wrong = max(shifts[k]["wrong_direction_rate"] for k in keys)
+    return (f"the rule called two sets of one distribution different in {pct([e['false_better_rate']])} of trials "
+            f"(the jackknife std was {e['std_ratio']:.2f}× the spread of ΔFID over trials; "
+            f"{e['threshold_for_5pct']:.2f} stds would give a 5 % rate), and it detected shifts of known order "
+            f"({', '.join(f'{100 * float(k):.0f}' for k in keys)} % of a set's features replaced by generated ones; "
+            f"mean ΔFID {', '.join(format(-shifts[k]['mean_diff'], '.1f') for k in keys)}) in "
+            f"{pct([shifts[k]['power'] for k in keys])} of trials "
+            f"({pct([shifts[k]['power_at_threshold_for_5pct'] for k in keys])} at {e['threshold_for_5pct']:.2f} stds), "
+            + ("never in the wrong direction" if wrong == 0 else f"in the wrong direction in up to {wrong:.0%}"))
+
+
+def _verdict_rates(result: Optional[dict], n: int) -> str:
+    if result is None:
+        return (f"The rule's error rates are not measured at N = {n} (`python benchmarks/verdict_rates.py --n {n}` "
+                "measures them).")
+    return (f"Its error rates at this N, measured on real features ({result['trials']} random partitions into a "
+            f"reference and two sets of {result['n']}, `benchmarks/verdict_rates.py`): "
+            + verdict_rates_sentence(result) + ".")
 
 
 def full_chain_minutes(inputs: Inputs) -> float:
@@ -201,7 +231,9 @@ def write_up(inputs: Inputs) -> str:
         f"spread over true redraws {_range(inputs.spread_ratios['jackknife'])}, where a bootstrap overstated it "
         f"{_range(inputs.spread_ratios['bootstrap'])} at N < d "
         "(`benchmarks/spread_vs_redraws.py`). "
-        f"\"Within noise\" means |ΔFID| ≤ {findings.NOISE_SIGMAS:g} × that std. KID ± the std over its subsets. The "
+        f"\"Within noise\" means |ΔFID| ≤ {findings.NOISE_SIGMAS:g} × that std. "
+        + _verdict_rates(inputs.verdict_rates, evaluate.num_images)
+        + " KID ± the std over its subsets. The "
         "spread covers the sampling noise of the estimate at this N (another sampling seed, another real split), "
         "not training noise: each schedule was trained once.",
         f"- **FID∞** (Chong & Forsyth 2020) beside every FID but the ceilings': FID of the first "
@@ -213,8 +245,11 @@ def write_up(inputs: Inputs) -> str:
         "and the floor row shows what is left at this N.",
         f"- **Bits/dim** (Ho et al. 2020, eq. 5, as improved-diffusion computes it: the prior KL, the Gaussian KL of "
         "each step with the fixed posterior variance β̃ on the clipped x̂₀, the discretised-Gaussian decoder for L₀) of "
-        f"each EMA model on the first {inputs.likelihood.images} {inputs.likelihood.split} images: the exact prior plus, "
-        f"per image, one timestep drawn in each of {inputs.likelihood.strata} equal strata of [0, T) weighted by the "
+        f"each EMA model on the first {inputs.likelihood.images} {inputs.likelihood.split} images: the exact prior"
+        + (f", the {inputs.likelihood.exact_terms} terms at t < {inputs.likelihood.exact_terms} (L₀ among them) exactly"
+           if inputs.likelihood.exact_terms else "")
+        + f" plus, per image, one timestep drawn in each of {inputs.likelihood.strata} equal strata of "
+        f"[{inputs.likelihood.exact_terms}, T) weighted by the "
         "stratum's size, an unbiased estimate of the full T-term sum (tests/test_likelihood.py checks the two agree). "
         "Every schedule sees the same images, timesteps and noise; ± is the standard error over images, paired for "
         "differences.",

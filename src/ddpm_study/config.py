@@ -180,13 +180,16 @@ class LikelihoodConfig:
     """Bits/dim on the test split (``likelihood.stratified_bits_per_dim``)."""
 
     images: int  # the first this many test images
-    strata: int  # model calls per image: one timestep per stratum of [0, T)
+    exact_terms: int  # the terms at t < exact_terms, one model call each
+    strata: int  # model calls per image on the rest: one timestep per stratum of [exact_terms, T)
     batch_size: int
 
     def check(self, timesteps: int) -> None:
         require(self.images >= 2, "likelihood.images", self.images, "an integer >= 2 (a spread over images)")
-        require(1 <= self.strata <= timesteps, "likelihood.strata", self.strata,
-                f"an integer in [1, diffusion.timesteps = {timesteps}]")
+        require(0 <= self.exact_terms < timesteps, "likelihood.exact_terms", self.exact_terms,
+                f"an integer in [0, diffusion.timesteps - 1 = {timesteps - 1}]")
+        require(1 <= self.strata <= timesteps - self.exact_terms, "likelihood.strata", self.strata,
+                f"an integer in [1, diffusion.timesteps - likelihood.exact_terms = {timesteps - self.exact_terms}]")
         require(self.batch_size > 0, "likelihood.batch_size", self.batch_size, "an integer > 0")
 
 

@@ -72,14 +72,51 @@ def factorial_split(points: Mapping[tuple[str, str], float], replicates: Mapping
     return out
 
 
-def overtakes(ddim_minus_ddpm: Mapping[int, Any]) -> int | None:
-    """The first snapshot from which on DDIM stays ahead of DDPM beyond noise, or None.
+def overtakes(minus_ddpm: Mapping[int, Any]) -> int | None:
+    """The first snapshot from which on a sampler stays ahead of DDPM beyond noise, or None.
 
-    ``ddim_minus_ddpm``: snapshot -> the paired difference FID(DDIM) - FID(DDPM), with ``diff`` and
+    ``minus_ddpm``: snapshot -> the paired difference FID(sampler) - FID(DDPM), with ``diff`` and
     ``within_noise`` attributes (``pipeline.outputs.Pair``)."""
-    steps = sorted(ddim_minus_ddpm)
-    ahead = [s for s in steps if ddim_minus_ddpm[s].diff < 0 and not ddim_minus_ddpm[s].within_noise]
+    steps = sorted(minus_ddpm)
+    ahead = [s for s in steps if minus_ddpm[s].diff < 0 and not minus_ddpm[s].within_noise]
     for s in ahead:
         if all(t in ahead for t in steps if t >= s):
             return s
     return None
+
+
+def plateau(gain: Mapping[int, Any]) -> int | None:
+    """The first snapshot after which no later step of training improves FID beyond noise, or None when the last
+    step still does.
+
+    ``gain``: snapshot -> the paired difference FID(next snapshot) - FID(this one), for every snapshot but the
+    last (``diff`` and ``within_noise`` attributes, as in ``overtakes``)."""
+    steps = sorted(gain)
+    improving = [s for s in steps if gain[s].diff < 0 and not gain[s].within_noise]
+    if not improving:
+        return steps[0] if steps else None
+    if improving[-1] == steps[-1]:
+        return None
+    return steps[steps.index(improving[-1]) + 1]
+
+
+def extrapolated_crossing(steps: Sequence[int], diffs: Sequence[float], stds: Sequence[float]) -> dict[str, float] | None:
+    """Where a narrowing gap would reach 0: a weighted least-squares line of the gap in log2(training steps) through
+    the given snapshots (weights 1/std^2), solved for gap = 0, with its standard error by the delta method.
+
+    Returns {"step", "low", "high", "slope"} (``low``/``high``: the step at +-1 standard error of the crossing in
+    log2 steps; ``slope``: gap change per doubling of training), or None when the line does not fall towards 0
+    (slope >= 0 for a positive gap). The snapshots share their samples' noise, so their errors are correlated;
+    treating them as independent, as here, understates the uncertainty: read the range as a lower bound."""
+    x, y, w = np.log2(np.asarray(steps, dtype=float)), np.asarray(diffs, dtype=float), 1 / np.asarray(stds, dtype=float) ** 2
+    if len(x) < 2:
+        raise ValueError(f"expected at least 2 snapshots, got {len(x)}")
+    design = np.stack([np.ones_like(x), x], axis=1)
+    cov = np.linalg.inv(design.T @ (design * w[:, None]))
+    a, b = cov @ design.T @ (w * y)
+    if b * np.sign(y[-1]) >= 0:
+        return None
+    x0 = -a / b
+    grad = np.array([-1 / b, a / b ** 2])  # d x0 / d (a, b)
+    se = float(np.sqrt(grad @ cov @ grad))
+    return {"step": float(2 ** x0), "low": float(2 ** (x0 - se)), "high": float(2 ** (x0 + se)), "slope": float(b)}
