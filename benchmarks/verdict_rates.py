@@ -15,7 +15,7 @@ Needs the real features of benchmarks/fid_infinity.py (cached in .cache/fid_infi
 (`dvc repro` or `dvc checkout`). Writes benchmarks/verdict_rates_n<N>.json; the main write-up states the rates at
 the main setting's N (``sample.num_images``), the default here.
 
-    python benchmarks/verdict_rates.py --trials 100            # N = sample.num_images
+    python benchmarks/verdict_rates.py --trials 100            # N = sample.num_images (about 50 s a trial at 2,000)
     python benchmarks/verdict_rates.py --trials 100 --n 500    # the earlier main setting's N
 """
 
@@ -83,7 +83,15 @@ def main(trials: int = typer.Option(40), n: int = typer.Option(0, help="images p
         raise SystemExit(f"N = {n} needs {3 * n} real and {int(max(FRACTIONS) * n)} generated features; "
                          f"have {len(pool_real)} and {len(pool_gen)}")
     rng = np.random.default_rng((cfg.seed, 9300))
-    rows, t0 = [], time.perf_counter()
+    setup = {"n": n, "jackknife_groups": groups, "noise_sigmas": uncertainty.NOISE_SIGMAS,
+             "generated": f"{base.key} of {', '.join(cfg.schedule)}"}
+    path = results_path(n)
+    # Resumable: the trials of an earlier run with the same setup are kept, and the random draws replayed, so a
+    # run stopped after k trials and resumed gives what one run would have.
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    same = earlier and all(earlier.get(k) == v for k, v in setup.items())
+    rows, seconds = (list(earlier["trials_detail"]), earlier["seconds"]) if same else ([], 0.0)
+    t0 = time.perf_counter()
     for trial in range(trials):
         perm = rng.permutation(len(pool_real))
         ref, a, b = (pool_real[perm[i * n:(i + 1) * n]] for i in range(3))
@@ -93,20 +101,21 @@ def main(trials: int = typer.Option(40), n: int = typer.Option(0, help="images p
             k = int(round(p * n))
             shifted[:k] = pool_gen[rng.permutation(len(pool_gen))[:k]]
             sets[f"b{p:g}"] = shifted
+        if trial < len(rows):
+            continue
         fid, reps = uncertainty.jackknife(ref, sets, groups, (cfg.seed, 9400 + trial))
         rows.append({key: {**uncertainty.compare(fid["a"], fid[key], reps["a"], reps[key]), "fid": fid[key]}
                      for key in sets if key != "a"} | {"fid_a": fid["a"]})
         print(f"trial {trial + 1}/{trials}: " + "  ".join(f"{k} {verdict(v)} ({v['diff']:+.1f} ± {v['std']:.1f})"
                                                          for k, v in rows[-1].items() if k != "fid_a"), flush=True)
-    result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__},
-        "n": n, "trials": trials, "jackknife_groups": groups, "noise_sigmas": uncertainty.NOISE_SIGMAS,
-        "generated": f"{base.key} of {', '.join(cfg.schedule)}", "seconds": time.perf_counter() - t0,
-        **summary(rows), "trials_detail": rows,
-    }
-    results_path(n).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "trials_detail"}, indent=2))
+        result = {
+            "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                        "torch": torch.__version__},
+            **setup, "trials": len(rows), "seconds": seconds + time.perf_counter() - t0,
+            **summary(rows), "trials_detail": rows,
+        }
+        path.write_text(json.dumps(result, indent=2) + "\n")  # after every trial: a killed run resumes here
+    print(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "trials_detail"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -230,6 +230,28 @@ def test_the_gpu_budget_table_is_the_scripts_output() -> None:
         assert {k: yaml.safe_load(v) for k, v in shown.items()} == overrides, name
 
 
+def likelihood_terms_sentence(result: dict, exact: int) -> str:
+    """What docs/method.md quotes from benchmarks/likelihood_terms.json (rerun: python benchmarks/likelihood_terms.py)."""
+    s = result["schedules"].values()
+
+    def span(values, form):
+        return f"{format(min(values), form)}–{format(max(values), form)}"
+
+    return (f"the terms at t < {exact} hold {span([100 * x['share_below'][str(exact)] for x in s], '.0f')} % of the "
+            f"bound, and summing them exactly cuts the estimate's spread over t per image from "
+            f"{span([x['estimate_std']['0'] for x in s], '.1f')} to {span([x['estimate_std'][str(exact)] for x in s], '.2f')} "
+            f"bits/dim ({result['images']} test images per model, {result['strata']} strata)")
+
+
+def test_the_method_page_quotes_the_likelihood_terms():
+    import yaml
+
+    result = json.loads((ROOT / "benchmarks" / "likelihood_terms.json").read_text())
+    exact = yaml.safe_load((ROOT / "params.yaml").read_text())["likelihood"]["exact_terms"]
+    text = " ".join((ROOT / "docs" / "method.md").read_text().split())
+    assert likelihood_terms_sentence(result, exact) in text
+
+
 @pytest.mark.parametrize("n", [500, 2000])
 def test_the_method_page_quotes_the_verdict_rates(n):
     from pipeline.writeup.text import verdict_rates_sentence

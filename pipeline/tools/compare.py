@@ -57,12 +57,20 @@ class Run:
     likelihood: Optional[LikelihoodMetrics]
 
 
+FROZEN_DEFAULTS = (("likelihood", "exact_terms", 0),)  # (section, key, the behaviour before the key existed)
+
+
 def read_run(folder: Path) -> Run:
     """A committed run's params and metric files (read with the stages' own readers, inside the folder)."""
     if not (folder / outputs.PARAMS).is_file():
         raise StudyError(f"{folder}: no {outputs.PARAMS} (a run folder holds the run's {outputs.PARAMS} and "
                          f"{outputs.METRICS_DIR}/)")
-    cfg = params.load(folder / outputs.PARAMS)
+    raw = params.parse(folder / outputs.PARAMS)
+    # Keys added after a run was frozen, with the value that reproduces what that run did.
+    for section, key, before in FROZEN_DEFAULTS:
+        if isinstance(raw.get(section), dict):
+            raw[section].setdefault(key, before)
+    cfg = params._study(raw)  # what params.load validates, on the upgraded mapping
     with contextlib.chdir(folder):
         for need in (outputs.EVALUATE_METRICS, outputs.SWEEP_METRICS):
             if not need.is_file():
