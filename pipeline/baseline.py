@@ -1,9 +1,10 @@
-"""The committed baseline a run is read against: what git's HEAD holds of ``params.yaml`` and
-``metrics/evaluate.json``. `dvc exp run` runs on top of that commit, so an experiment such as
+"""The committed baseline a run is read against: what git's HEAD holds of ``params.yaml``,
+``metrics/evaluate.json`` and, where readable, ``metrics/likelihood.json`` and ``metrics/sweep.json``. `dvc exp run` runs on top of that commit, so an experiment such as
 ``dvc exp run -S schedule=cosine`` can place its schedule in the committed study's ranking."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -17,6 +18,8 @@ from . import outputs
 class Baseline:
     params: dict[str, Any]
     evaluate: outputs.EvaluateMetrics
+    likelihood: Optional[outputs.LikelihoodMetrics] = None
+    sweep: Optional[outputs.SweepMetrics] = None
 
     def differs_from(self, params: dict[str, Any]) -> list[str]:
         """The top-level keys of params.yaml (and one level below) whose values differ, ``schedule`` and the
@@ -48,6 +51,15 @@ def committed() -> Optional[Baseline]:
     if params is None or evaluate is None:
         return None
     try:
-        return Baseline(YAML(typ="safe", pure=True).load(params), outputs.read_evaluate_metrics(evaluate))
+        base = Baseline(YAML(typ="safe", pure=True).load(params), outputs.read_evaluate_metrics(evaluate))
     except (KeyError, TypeError, ValueError):  # scores of an older layout: nothing to compare with
         return None
+    extra = {}
+    for field, path, reader in (("likelihood", outputs.LIKELIHOOD_METRICS, outputs.read_likelihood_metrics),
+                                ("sweep", outputs.SWEEP_METRICS, outputs.read_sweep_metrics)):
+        text = _git_show(str(path))
+        try:
+            extra[field] = reader(text) if text is not None else None
+        except (KeyError, TypeError, ValueError):  # an older layout: compared on the main setting only
+            extra[field] = None
+    return dataclasses.replace(base, **extra)

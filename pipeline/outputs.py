@@ -428,8 +428,9 @@ def write_likelihood_metrics(m: LikelihoodMetrics) -> None:
                                     "pairs": {f"{a}-{b}": p.to_json() for (a, b), p in m.pairs.items()}})
 
 
-def read_likelihood_metrics() -> LikelihoodMetrics:
-    d = _read_json(LIKELIHOOD_METRICS)
+def read_likelihood_metrics(text: Optional[str] = None) -> LikelihoodMetrics:
+    """metrics/likelihood.json, or the same file's ``text`` (e.g. as git has it committed)."""
+    d = _read_json(LIKELIHOOD_METRICS) if text is None else json.loads(text)
     return LikelihoodMetrics(d["split"], d["images"], d["strata"], d["timesteps"],
                              {n: Bits(**b) for n, b in d["schedules"].items()}, pairs_from_json(d["pairs"], list(d["schedules"])),
                              d.get("exact_terms", 0))
@@ -556,8 +557,9 @@ def baseline_cell(sw: SweepConfig, guidance: float = 0.0) -> Optional[Cell]:
     return Cell("ddpm", sw.baseline_budget, guidance) if "ddpm" in sw.samplers else None
 
 
-def read_sweep_metrics() -> SweepMetrics:
-    d = _read_json(SWEEP_METRICS)
+def read_sweep_metrics(text: Optional[str] = None) -> SweepMetrics:
+    """metrics/sweep.json, or the same file's ``text`` (e.g. as git has it committed)."""
+    d = _read_json(SWEEP_METRICS) if text is None else json.loads(text)
     cells = sorted(((Cell.from_key(k), ScoreTable.from_json(t)) for k, t in d["cells"].items()), key=lambda c: c[0])
     versus = dict(d.get("versus_baseline", {}))
     baseline = Cell.from_key(versus.pop("baseline")) if "baseline" in versus else None

@@ -231,3 +231,36 @@ def test_a_single_schedule_is_placed_in_the_committed_ranking():
     other = EvaluateMetrics(num_images=500, jackknife_groups=50, real_vs_real=s(10.0), ceilings={}, table=table({"cosine": 53.0}, {}))
     assert "unpaired (this run changes `seed`): -4.0 ± 1.4, beyond noise." in findings.against_baseline(["cosine"], other, base, ["seed"])
     assert findings.against_baseline(["cosine"], run, None, []).startswith("No committed baseline")
+    # The same settings but other models (FID moved beyond the last digits, e.g. fp32 training on a CPU without
+    # bf16): the baseline's paired differences do not apply, only the unpaired one.
+    text = findings.against_baseline(["cosine"], other, base, [])
+    assert "unpaired (the same settings but other models" in text and "-4.0 ± 1.4, beyond noise." in text
+    assert "the samples are the baseline's" not in text
+
+
+def test_a_single_schedule_is_placed_on_bits_per_dim_and_every_committed_sweep_cell():
+    from pipeline.baseline import Baseline
+    from pipeline.outputs import Bits, Cell, LikelihoodMetrics, SweepMetrics
+
+    def lk(names, pairs):
+        return LikelihoodMetrics("test", 256, 50, 1000, {n: Bits(3.7, 0.06, 0.0) for n in names},
+                                 {k: Pair(d, 0.01, abs(d) <= 0.02) for k, d in pairs.items()}, 20)
+
+    def sw(cells):
+        return SweepMetrics(num_images=200, jackknife_groups=20, real_vs_real=s(50.0), ceilings={}, eta=0.0,
+                            cells=cells, baseline=None, versus_baseline={})
+
+    evaluate = EvaluateMetrics(num_images=500, jackknife_groups=50, real_vs_real=s(10.0), ceilings={},
+                               table=table({"linear": 60.0, "cosine": 57.0}, {}))
+    committed_cells = {Cell("ddpm", 10): table({"linear": 90.0, "cosine": 80.0}, {}),   # cosine ahead
+                       Cell("ddim", 10): table({"linear": 100.0, "cosine": 101.0}, {}),  # tied
+                       Cell("ddim", 20): table({"linear": 95.0, "cosine": 99.0}, {})}    # behind
+    base = Baseline({"seed": 0}, evaluate, lk(["linear", "cosine"], {("linear", "cosine"): 0.1}), sw(committed_cells))
+    run = EvaluateMetrics(num_images=500, jackknife_groups=50, real_vs_real=s(10.0), ceilings={},
+                          table=table({"cosine": 57.0}, {}))
+    run_sweep = sw({c: table({"cosine": t.scores["cosine"].fid}, {}) for c, t in committed_cells.items()})
+    text = findings.against_baseline(["cosine"], run, base, [], lk(["cosine"], {}), run_sweep)
+    assert "bits/dim(cosine) − bits/dim(b) = linear -0.100 ± 0.010." in text
+    assert "In the committed sweep's 3 cells (N = 200) the paired verdicts put cosine against linear: ahead in 1, " \
+           "tied in 1, behind in 1." in text
+

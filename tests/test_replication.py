@@ -112,4 +112,6 @@ def test_the_extrapolated_crossing_solves_the_weighted_line_in_log_steps():
     se = math.sqrt(grad @ cov @ grad)
     assert math.log2(out["high"]) == pytest.approx(x0 + se, rel=1e-9) and math.log2(out["low"]) == pytest.approx(x0 - se, rel=1e-9)
     assert extrapolated_crossing(steps, [10, 12, 15, 20], [1, 1, 1, 1]) is None  # widening: no crossing
+    inside = extrapolated_crossing(steps, [20, 10, 0, -10], [1, 1, 1, 1])  # crossed within the run
+    assert inside["step"] == pytest.approx(8000, rel=1e-9)
     assert extrapolated_crossing(steps, [-10, -12, -15, -20], [1, 1, 1, 1]) is None  # already ahead and moving away

@@ -21,20 +21,19 @@ from itertools import combinations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 import typer
 
 from ddpm_study import samplers
 from ddpm_study.config import StudyConfig
 from ddpm_study.errors import StudyError
-from ddpm_study.uncertainty import NOISE_SIGMAS
 
 from .. import outputs, params
 from ..cli import _fail
 from ..console import console
 from ..outputs import Cell, EvaluateMetrics, LikelihoodMetrics, Pair, SweepMetrics
 from ..writeup import findings
+from ..writeup.findings import unpaired
 from ..writeup.tables import markdown, verdict
 from .readme import with_block
 
@@ -77,12 +76,6 @@ def read_run(folder: Path) -> Run:
                 raise StudyError(f"{folder}: no {need}")
         likelihood = outputs.read_likelihood_metrics() if outputs.LIKELIHOOD_METRICS.is_file() else None
         return Run(folder.name, cfg, outputs.read_evaluate_metrics(), outputs.read_sweep_metrics(), likelihood)
-
-
-def unpaired(a_mean: float, a_std: float, b_mean: float, b_std: float) -> Pair:
-    """B − A for two independent estimates: the stds in quadrature, the study's noise rule."""
-    d, std = b_mean - a_mean, float(np.hypot(a_std, b_std))
-    return Pair(diff=d, std=std, within_noise=bool(abs(d) <= NOISE_SIGMAS * std))
 
 
 def marked(p: Pair) -> str:

@@ -122,6 +122,14 @@ def undertraining_figure(u: LongerMetrics) -> str:
     return _save(fig, "undertraining.png")
 
 
+def gap_summary(u: LongerMetrics, step: int) -> str:
+    """Every sampler's paired gap to DDPM at one snapshot, all NFE: "DDIM +29.5 ± 4.7 (10 NFE), ...", with
+    ≈ marking the gaps within noise."""
+    return ", ".join(f"{LABELS.get(sampler, sampler)} {'+' if g[step].diff >= 0 else ''}{fmt(g[step].diff, g[step].std)}"
+                     f"{' ≈' if g[step].within_noise else ''} ({nfe} NFE)"
+                     for sampler, by_nfe in u.minus_ddpm.items() for nfe, g in sorted(by_nfe.items()))
+
+
 def undertraining_findings(u: LongerMetrics) -> list[str]:
     lines = []
     first, last = u.snapshots[0], u.snapshots[-1]

@@ -110,11 +110,30 @@ def nichol_dhariwal_likelihood(lk: LikelihoodMetrics, names: list[str]) -> str:
             "U-Net trained with L_simple briefly); the direction is.")
 
 
+def unpaired(a_mean: float, a_std: float, b_mean: float, b_std: float) -> Pair:
+    """B − A for two independent estimates (another run, another setting): the stds in quadrature, the study's
+    noise rule."""
+    d, std = b_mean - a_mean, float(np.hypot(a_std, b_std))
+    return Pair(diff=d, std=std, within_noise=bool(abs(d) <= NOISE_SIGMAS * std))
+
+
+# |FID here - FID committed| below which the run's samples are taken for the baseline's: the last digits that another
+# CPU model or library version moves (measured across two AMD EPYC families: 0); beyond it the models differ (e.g.
+# trained in fp32 where the CPU lacks native bf16, the fallback of `train.precision: bf16`).
+SAME_SAMPLES_FID = 1e-3
+
+
+def _marked(p: Pair) -> str:
+    return signed(p) + (" ≈" if p.within_noise else "")
+
+
 def against_baseline(names: list[str], evaluate: EvaluateMetrics, baseline: Optional["Baseline"],
-                     differs: list[str]) -> str:
+                     differs: list[str], likelihood: Optional[LikelihoodMetrics] = None,
+                     sweep: Optional[SweepMetrics] = None) -> str:
     """This run's schedules placed in the committed study's ranking (``pipeline.baseline``): with the same settings
-    but ``schedule`` the run reproduces the baseline's samples, so the baseline's paired verdicts hold for it; with
-    other settings only an unpaired difference of FIDs is defined."""
+    but ``schedule`` the run reproduces the baseline's models and samples, so the baseline's paired verdicts hold
+    for it, on FID, FID∞, bits/dim and every sweep cell; with other settings, or where the scores show other
+    models, only an unpaired difference of FIDs is defined."""
     if baseline is None:
         return "No committed baseline to compare with (not a git checkout, or HEAD has no readable metrics/evaluate.json)."
     base = baseline.evaluate.table
@@ -124,21 +143,48 @@ def against_baseline(names: list[str], evaluate: EvaluateMetrics, baseline: Opti
     parts = []
     for name in shared:
         here, there = evaluate.table.scores[name], base.scores[name]
-        if not differs:
+        same_samples = not differs and abs(here.fid - there.fid) <= SAME_SAMPLES_FID
+        if same_samples:
             same = ("the same number" if abs(here.fid - there.fid) < 1e-9 else
                     f"a difference of {here.fid - there.fid:+.2g} (another CPU model or library version moves the last digits)")
-            others = [f"{b} {signed(base.pair(name, b))}" + (" ≈" if base.pair(name, b).within_noise else "")
-                      for b in base.scores if b != name]
+            others = [b for b in base.scores if b != name]
             parts.append(f"{name}: FID {fmt(here.fid, here.fid_std)} here, {fmt(there.fid, there.fid_std)} in the "
                          f"committed study ({same}). The settings are the baseline's but for `schedule`, so the samples "
                          f"are the baseline's and its paired differences place {name}: FID({name}) − FID(b) = "
-                         + ", ".join(others) + " (≈: within noise).")
+                         + ", ".join(f"{b} {_marked(base.pair(name, b))}" for b in others) + " (≈: within noise).")
+            if there.fid_inf is not None and all(base.pair(name, b).diff_inf is not None for b in others):
+                inf = {b: base.pair(name, b) for b in others}
+                parts.append(f"FID∞({name}) − FID∞(b) = " + ", ".join(
+                    f"{b} {_marked(Pair(p.diff_inf, p.std_inf, abs(p.diff_inf) <= NOISE_SIGMAS * p.std_inf))}"
+                    for b, p in inf.items()) + ".")
+            lk = baseline.likelihood
+            if lk is not None and likelihood is not None and name in lk.schedules and name in likelihood.schedules:
+                parts.append(f"Bits/dim {likelihood.schedules[name].bpd:.3f} here, {lk.schedules[name].bpd:.3f} committed; "
+                             f"bits/dim({name}) − bits/dim(b) = " + ", ".join(
+                                 f"{b} {'+' if lk.pair(name, b).diff >= 0 else ''}{fmt(lk.pair(name, b).diff, lk.pair(name, b).std, 3)}"
+                                 + (" ≈" if lk.pair(name, b).within_noise else "")
+                                 for b in lk.schedules if b != name) + ".")
+            committed_sweep = baseline.sweep
+            if committed_sweep is not None and sweep is not None:
+                cells = [c for c in sweep.cells if c in committed_sweep.cells and name in committed_sweep.cells[c].scores]
+                counts = []
+                for b in others:
+                    pairs = [committed_sweep.cells[c].pair(name, b) for c in cells if b in committed_sweep.cells[c].scores]
+                    ahead = sum(p.diff < 0 and not p.within_noise for p in pairs)
+                    behind = sum(p.diff > 0 and not p.within_noise for p in pairs)
+                    counts.append(f"{b}: ahead in {ahead}, tied in {len(pairs) - ahead - behind}, behind in {behind}")
+                if cells:
+                    parts.append(f"In the committed sweep's {len(cells)} cells (N = {committed_sweep.num_images}) the paired "
+                                 f"verdicts put {name} against " + "; ".join(counts) + ".")
         else:
-            d, std = here.fid - there.fid, float(np.hypot(here.fid_std, there.fid_std))
+            d = unpaired(there.fid, there.fid_std, here.fid, here.fid_std)
+            why = (f"this run changes {', '.join(f'`{k}`' for k in differs)}" if differs else
+                   "the same settings but other models: FID differs by more than the last digits, as when a CPU "
+                   "without native bf16 trains the `train.precision: bf16` models in fp32")
             parts.append(f"{name}: FID {fmt(here.fid, here.fid_std)} here against {fmt(there.fid, there.fid_std)} in "
-                         f"the committed study, unpaired (this run changes {', '.join(f'`{k}`' for k in differs)}): "
-                         f"{fmt(d, std)}" + (", within noise." if abs(d) <= NOISE_SIGMAS * std else ", beyond noise."))
-    return f"**Against the committed baseline** (git HEAD's metrics/evaluate.json, {len(base.scores)} schedules): " + " ".join(parts)
+                         f"the committed study, unpaired ({why}): "
+                         f"{fmt(d.diff, d.std)}" + (", within noise." if d.within_noise else ", beyond noise."))
+    return f"**Against the committed baseline** (git HEAD's metrics, {len(base.scores)} schedules): " + " ".join(parts)
 
 
 def sampler_text(cfg: StudyConfig) -> str:

@@ -133,7 +133,8 @@ def write_up(inputs: Inputs) -> str:
         "## Conclusions",
         "",
         f"- {findings.main_setting(cfg, evaluate)}",
-        *([f"- {findings.against_baseline(names, evaluate, inputs.baseline, list(inputs.baseline_differs))}"]
+        *(["- " + findings.against_baseline(names, evaluate, inputs.baseline, list(inputs.baseline_differs),
+                                             inputs.likelihood, sweep)]
           if inputs.baseline is None or set(inputs.baseline.evaluate.table.scores) != set(names) else []),
         *[f"- **At {n} NFE, {sampler.upper()}{at_w}** (N = {sweep.num_images}): "
           + findings.ranking(sweep.cells[Cell(sampler, n, w)], names)

@@ -106,7 +106,8 @@ def extrapolated_crossing(steps: Sequence[int], diffs: Sequence[float], stds: Se
 
     Returns {"step", "low", "high", "slope"} (``low``/``high``: the step at +-1 standard error of the crossing in
     log2 steps; ``slope``: gap change per doubling of training), or None when the line does not fall towards 0
-    (slope >= 0 for a positive gap). The snapshots share their samples' noise, so their errors are correlated;
+    (slope >= 0 for a gap that starts positive). The crossing may lie inside the fitted snapshots, when the gap
+    has changed sign within them. The snapshots share their samples' noise, so their errors are correlated;
     treating them as independent, as here, understates the uncertainty: read the range as a lower bound."""
     x, y, w = np.log2(np.asarray(steps, dtype=float)), np.asarray(diffs, dtype=float), 1 / np.asarray(stds, dtype=float) ** 2
     if len(x) < 2:
@@ -114,7 +115,7 @@ def extrapolated_crossing(steps: Sequence[int], diffs: Sequence[float], stds: Se
     design = np.stack([np.ones_like(x), x], axis=1)
     cov = np.linalg.inv(design.T @ (design * w[:, None]))
     a, b = cov @ design.T @ (w * y)
-    if b * np.sign(y[-1]) >= 0:
+    if b * np.sign(y[0]) >= 0:  # the gap at the first snapshot fitted does not shrink towards 0
         return None
     x0 = -a / b
     grad = np.array([-1 / b, a / b ** 2])  # d x0 / d (a, b)
