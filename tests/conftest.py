@@ -100,7 +100,8 @@ def fashion_mnist_dir() -> Path:
 
 # --- helpers for the tests that run the real pipeline in a temporary repository ----------------
 PROJECT_FILES = ["dvc.yaml", "extended/dvc.yaml", "pyproject.toml", ".gitignore", ".dvcignore", ".dvc/config", "dvc_plots", "src",
-                 "pipeline", "benchmarks/spread_vs_redraws.json", "benchmarks/ddim_variants.json"]
+                 "pipeline", "benchmarks/spread_vs_redraws.json", "benchmarks/ddim_variants.json",
+                 "benchmarks/verdict_rates_n2000.json"]
 
 
 def sh(cmd, cwd, env=None, check=True):
