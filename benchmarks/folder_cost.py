@@ -12,7 +12,7 @@ import numpy as np, torch
 from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from ddpm_study import data, training, sampling
+from ddpm_study import data, training
 from ddpm_study.config import StudyConfig
 from ddpm_study.samplers import sample_loop
 import yaml

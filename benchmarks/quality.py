@@ -65,7 +65,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from ddpm_study import data, metrics, sampling, training, uncertainty  # noqa: E402
 from ddpm_study.config import StudyConfig  # noqa: E402
 from pipeline import params  # noqa: E402
-from ddpm_study.diffusion import GaussianDiffusion  # noqa: E402
+
 from ddpm_study.runtime import autocast, derived_seed, resolve_precision  # noqa: E402
 from speed import cpu_name  # noqa: E402 (this script's folder)
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from ddpm_study import metrics, sampling  # noqa: E402
-from ddpm_study.samplers import get, model_calls, reverse_process, steps_within  # noqa: E402
+from ddpm_study.samplers import model_calls, reverse_process, steps_within  # noqa: E402
 from pipeline import checkpoints, outputs, params, scoring  # noqa: E402
 
 CACHE = ROOT / ".cache" / "sampler_study"

@@ -39,11 +39,11 @@ from benchmarks.fid_infinity import real_features  # noqa: E402
 from ddpm_study import uncertainty  # noqa: E402
 from pipeline import outputs, params  # noqa: E402
 
+FRACTIONS = (0.1, 0.2, 0.3)
 
 
 def results_path(n: int) -> Path:
     return ROOT / "benchmarks" / f"verdict_rates_n{n}.json"
-FRACTIONS = (0.1, 0.2, 0.3)
 
 
 def verdict(p: dict) -> str:

@@ -325,3 +325,28 @@ def test_the_prediction_pages_answer_quotes_the_long_run(monkeypatch):
     assert f"puts the crossing at about {fits} training steps" in text
     stops = ", ".join(sorted({f"{plateau(g):,}" for g in u.ddpm_gain.values()}))
     assert f"DDPM's own FID stops improving beyond noise after step {stops} " in text
+
+
+CONDITIONAL = ROOT / "reports" / "conditional"
+
+
+def test_the_conditional_page_quotes_its_write_up_and_its_guidance_findings(monkeypatch) -> None:
+    """reports/conditional/README.md's findings are lines of the run's generated write-up, and its guidance lines
+    (the ranking at each weight, precision/recall against the weight) are what ``findings`` writes from the run's
+    committed params and sweep metrics: a rerun without updating the page, or a hand-typed number, fails here."""
+    from pipeline.tools import compare
+    from pipeline.writeup import findings
+
+    monkeypatch.chdir(ROOT)
+    page = (CONDITIONAL / "README.md").read_text(encoding="utf-8")
+    found = page.split("## What it found")[1].split("\n## ")[0]
+    quoted = [line for line in found.splitlines() if line.startswith("- ")]
+    write_up = set((CONDITIONAL / "report" / "README.md").read_text(encoding="utf-8").splitlines())
+    assert len(quoted) >= 8 and not [line for line in quoted if line not in write_up]
+
+    run = compare.read_run(CONDITIONAL)
+    sampler, nfe, weights, names = run.cfg.sweep.samplers[0], max(run.cfg.sweep.nfe), sorted(run.cfg.sweep.guidance), list(run.cfg.schedule)
+    expected = [*findings.guidance_rankings(run.sweep, sampler, nfe, weights, names),
+                findings.guidance_precision_recall(run.sweep, sampler, nfe, weights, names)]
+    assert expected[-1].startswith("**Precision / recall against guidance**")
+    assert [f"- {line}" for line in expected] == quoted[-len(expected):]

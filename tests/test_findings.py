@@ -175,6 +175,36 @@ def test_guidance_rankings_report_a_reordering_only_beyond_noise():
     assert kept[-1].startswith("No pair of schedules is separated in opposite orders")
 
 
+def test_guidance_precision_recall_checks_the_known_answer():
+    """Guidance should raise precision and lower recall (Ho & Salimans 2021); the sentence says when it does not."""
+    def pr(precision, recall, std=0.01):
+        return Scores(fid=50.0, kid_mean=0.0, kid_std=0.0, fid_std=1.0, precision=precision, precision_std=std,
+                      recall=recall, recall_std=std)
+
+    def guided(by_weight):  # {w: {schedule: (precision, recall)}}
+        cells = {Cell("ddpm", 20, w): ScoreTable({n: pr(*v) for n, v in row.items()}, {}) for w, row in by_weight.items()}
+        return SweepMetrics(num_images=500, jackknife_groups=20, real_vs_real=s(10.0), ceilings={}, eta=0.0, cells=cells)
+
+    names = ["linear", "cosine"]
+    known = guided({-1.0: {"linear": (0.4, 0.7), "cosine": (0.4, 0.7)}, 0.0: {"linear": (0.5, 0.6), "cosine": (0.5, 0.6)},
+                    3.0: {"linear": (0.8, 0.2), "cosine": (0.7, 0.3)}})
+    text = findings.guidance_precision_recall(known, "ddpm", 20, [-1.0, 0.0, 3.0], names)
+    # From the unguided conditional model (w = 0), not the unconditional one, to the largest weight.
+    assert "from w = 0 to w = 3" in text
+    assert "linear precision +30.0 ± 1.4, recall -40.0 ± 1.4; cosine precision +20.0 ± 1.4, recall -30.0 ± 1.4" in text
+    assert text.endswith("the known answer for every schedule.")
+    # Precision up, but recall only within noise for cosine: one of two.
+    half = guided({0.0: {"linear": (0.5, 0.6), "cosine": (0.5, 0.6)}, 3.0: {"linear": (0.8, 0.2), "cosine": (0.7, 0.59)}})
+    assert findings.guidance_precision_recall(half, "ddpm", 20, [0.0, 3.0], names).endswith(
+        "the known answer beyond noise for 1 of 2 schedules.")
+    wrong = guided({0.0: {"linear": (0.5, 0.6), "cosine": (0.5, 0.6)}, 1.0: {"linear": (0.4, 0.7), "cosine": (0.5, 0.6)}})
+    assert "not the known answer beyond noise for any schedule" in findings.guidance_precision_recall(
+        wrong, "ddpm", 20, [0.0, 1.0], names)
+    # One weight, or cells scored before precision/recall: no sentence.
+    assert findings.guidance_precision_recall(guided({0.0: {"linear": (0.5, 0.6), "cosine": (0.5, 0.6)}}), "ddpm", 20,
+                                              [0.0], names) == ""
+
+
 def test_guidance_cells_keep_their_weight_in_keys():
     for cell in (Cell("ddpm", 20), Cell("ode", 10, -1.0), Cell("sde", 5, 3.0), Cell("ddim", 50, 0.5)):
         assert Cell.from_key(cell.key) == cell

@@ -198,7 +198,8 @@ def test_conditional_experiment_with_guidance_and_the_sde_and_ode_samplers(study
     report = (repo / "reports/main/README.md").read_text()
     for part in ("## Conditional generation", "fid_vs_guidance.png", "classes_linear.png", "mean per-class FID",
                  "- w = -1 (unconditional): ", "- w = 3: ", "Ankle boot", "Heun", "Euler–Maruyama",
-                 "guidance w = 1"):
+                 "guidance w = 1", "**Precision / recall against guidance** (SDE, 2 NFE, percentage points from w = -1 "
+                 "to w = 3)"):
         assert part in report, part
     for picture in ("classes_linear.png", "classes_cosine.png", "fid_vs_guidance.png"):
         assert (repo / "reports/main" / picture).is_file(), picture

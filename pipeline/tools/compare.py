@@ -33,7 +33,7 @@ from ..cli import _fail
 from ..console import console
 from ..outputs import Cell, EvaluateMetrics, LikelihoodMetrics, Pair, SweepMetrics
 from ..writeup import findings
-from ..writeup.findings import unpaired
+from ..writeup.findings import marked, unpaired
 from ..writeup.tables import markdown, verdict
 from .readme import with_block
 
@@ -76,10 +76,6 @@ def read_run(folder: Path) -> Run:
                 raise StudyError(f"{folder}: no {need}")
         likelihood = outputs.read_likelihood_metrics() if outputs.LIKELIHOOD_METRICS.is_file() else None
         return Run(folder.name, cfg, outputs.read_evaluate_metrics(), outputs.read_sweep_metrics(), likelihood)
-
-
-def marked(p: Pair) -> str:
-    return findings.signed(p) + (" ≈" if p.within_noise else "")
 
 
 def shared_schedules(a: Run, b: Run) -> list[str]:

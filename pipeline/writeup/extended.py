@@ -20,7 +20,7 @@ from ddpm_study.uncertainty import NOISE_SIGMAS
 from .. import outputs
 from ..outputs import Cell, CrossMetrics, LongerMetrics, Part, SeedsMetrics
 from .figures import STYLES, _subplots
-from .findings import fmt
+from .findings import fmt, marked
 from .tables import markdown
 
 LABELS = {"ddpm": "DDPM", "ddim": "DDIM", "dpmpp2m": "DPM++(2M)", "ode": "ODE", "ode_clip": "ODE (clipped)", "sde": "SDE"}
@@ -125,8 +125,7 @@ def undertraining_figure(u: LongerMetrics) -> str:
 def gap_summary(u: LongerMetrics, step: int) -> str:
     """Every sampler's paired gap to DDPM at one snapshot, all NFE: "DDIM +29.5 ± 4.7 (10 NFE), ...", with
     ≈ marking the gaps within noise."""
-    return ", ".join(f"{LABELS.get(sampler, sampler)} {'+' if g[step].diff >= 0 else ''}{fmt(g[step].diff, g[step].std)}"
-                     f"{' ≈' if g[step].within_noise else ''} ({nfe} NFE)"
+    return ", ".join(f"{LABELS.get(sampler, sampler)} {marked(g[step])} ({nfe} NFE)"
                      for sampler, by_nfe in u.minus_ddpm.items() for nfe, g in sorted(by_nfe.items()))
 
 

@@ -32,13 +32,18 @@ def fmt(mean: float, std: float, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def fmt_pair(p: Pair, sign: str = "") -> str:
-    return f"{sign}{fmt(p.diff, p.std)}"
+def fmt_pair(p: Pair, sign: str = "", digits: int = 1) -> str:
+    return f"{sign}{fmt(p.diff, p.std, digits)}"
 
 
-def signed(p: Pair) -> str:
+def signed(p: Pair, digits: int = 1) -> str:
     """"+1.5 ± 1.0" or "-0.5 ± 1.0"."""
-    return fmt_pair(p, "+" if p.diff >= 0 else "")
+    return fmt_pair(p, "+" if p.diff >= 0 else "", digits)
+
+
+def marked(p: Pair, digits: int = 1) -> str:
+    """``signed``, with "≈" when the difference is within noise."""
+    return signed(p, digits) + (" ≈" if p.within_noise else "")
 
 
 def ranking(table: ScoreTable, names: list[str]) -> str:
@@ -123,10 +128,6 @@ def unpaired(a_mean: float, a_std: float, b_mean: float, b_std: float) -> Pair:
 SAME_SAMPLES_FID = 1e-3
 
 
-def _marked(p: Pair) -> str:
-    return signed(p) + (" ≈" if p.within_noise else "")
-
-
 def against_baseline(names: list[str], evaluate: EvaluateMetrics, baseline: Optional["Baseline"],
                      differs: list[str], likelihood: Optional[LikelihoodMetrics] = None,
                      sweep: Optional[SweepMetrics] = None) -> str:
@@ -151,19 +152,17 @@ def against_baseline(names: list[str], evaluate: EvaluateMetrics, baseline: Opti
             parts.append(f"{name}: FID {fmt(here.fid, here.fid_std)} here, {fmt(there.fid, there.fid_std)} in the "
                          f"committed study ({same}). The settings are the baseline's but for `schedule`, so the samples "
                          f"are the baseline's and its paired differences place {name}: FID({name}) − FID(b) = "
-                         + ", ".join(f"{b} {_marked(base.pair(name, b))}" for b in others) + " (≈: within noise).")
+                         + ", ".join(f"{b} {marked(base.pair(name, b))}" for b in others) + " (≈: within noise).")
             if there.fid_inf is not None and all(base.pair(name, b).diff_inf is not None for b in others):
                 inf = {b: base.pair(name, b) for b in others}
                 parts.append(f"FID∞({name}) − FID∞(b) = " + ", ".join(
-                    f"{b} {_marked(Pair(p.diff_inf, p.std_inf, abs(p.diff_inf) <= NOISE_SIGMAS * p.std_inf))}"
+                    f"{b} {marked(Pair(p.diff_inf, p.std_inf, abs(p.diff_inf) <= NOISE_SIGMAS * p.std_inf))}"
                     for b, p in inf.items()) + ".")
             lk = baseline.likelihood
             if lk is not None and likelihood is not None and name in lk.schedules and name in likelihood.schedules:
                 parts.append(f"Bits/dim {likelihood.schedules[name].bpd:.3f} here, {lk.schedules[name].bpd:.3f} committed; "
                              f"bits/dim({name}) − bits/dim(b) = " + ", ".join(
-                                 f"{b} {'+' if lk.pair(name, b).diff >= 0 else ''}{fmt(lk.pair(name, b).diff, lk.pair(name, b).std, 3)}"
-                                 + (" ≈" if lk.pair(name, b).within_noise else "")
-                                 for b in lk.schedules if b != name) + ".")
+                                 f"{b} {marked(lk.pair(name, b), 3)}" for b in lk.schedules if b != name) + ".")
             committed_sweep = baseline.sweep
             if committed_sweep is not None and sweep is not None:
                 cells = [c for c in sweep.cells if c in committed_sweep.cells and name in committed_sweep.cells[c].scores]
@@ -378,6 +377,35 @@ def literature_samplers(sweep: SweepMetrics, names: list[str], samplers: list[st
                      + (" — the second-order solver's lead is small or absent here." if max(max(g) for g in gaps.values())
                         > -5 else " — the second-order solver leads here too."))
     return lines
+
+
+def guidance_precision_recall(sweep: SweepMetrics, sampler: str, steps: int, weights: list[float],
+                              names: list[str]) -> str:
+    """Fidelity against diversity under guidance, checked against the known answer (Ho & Salimans 2021, fig. 1-2:
+    a larger weight raises precision and lowers recall): each schedule's precision and recall from the unguided
+    conditional model (w = 0, else the smallest weight) to the largest weight. The two cells are scored on
+    separate jackknifes, so a change's std is the unpaired one, sqrt(std_a² + std_b²)."""
+    low, high = (0.0 if 0.0 in weights else min(weights)), max(weights)
+    at = {w: sweep.cells[Cell(sampler, steps, w)].scores for w in (low, high)}
+    if low == high or any(at[w][n].precision is None for w in (low, high) for n in names):
+        return ""
+
+    def change(name: str, metric: str) -> tuple[float, float]:
+        a, b = at[low][name], at[high][name]
+        return (100 * (getattr(b, metric) - getattr(a, metric)),
+                100 * float(np.hypot(getattr(a, f"{metric}_std"), getattr(b, f"{metric}_std"))))
+
+    parts, agree = [], 0
+    for n in names:
+        (dp, sp), (dr, sr) = change(n, "precision"), change(n, "recall")
+        agree += dp > NOISE_SIGMAS * sp and -dr > NOISE_SIGMAS * sr
+        parts.append(f"{n} precision {dp:+.1f} ± {sp:.1f}, recall {dr:+.1f} ± {sr:.1f}")
+    verdict = ("the known answer for every schedule" if agree == len(names) else
+               f"the known answer beyond noise for {agree} of {len(names)} schedules" if agree else
+               "not the known answer beyond noise for any schedule")
+    return (f"**Precision / recall against guidance** ({sampler.upper()}, {steps} NFE, percentage points from w = "
+            f"{low:g} to w = {high:g}): " + "; ".join(parts) + ". Guidance is expected to raise precision and lower "
+            f"recall (Ho & Salimans 2021: samples crowd the modes): {verdict}.")
 
 
 def guidance_rankings(sweep: SweepMetrics, sampler: str, steps: int, weights: list[float], names: list[str]) -> list[str]:

@@ -166,7 +166,7 @@ def versus_baseline(cfg: StudyConfig, sweep: SweepMetrics) -> pd.DataFrame:
                 cell = Cell(sampler, n, sweep.baseline.guidance)
                 p = pairs[cell]
                 row[f"{n} NFE"] = ("baseline" if cell == sweep.baseline else
-                                   findings.signed(p) + (" ≈" if p.within_noise else ""))
+                                   findings.marked(p))
             rows.append(row)
     return pd.DataFrame(rows)
 

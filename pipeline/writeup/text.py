@@ -371,6 +371,8 @@ def conditional_section(inputs: Inputs) -> list[str]:
         f"Schedule ranking against the guidance weight ({sampler.upper()}, {most} NFE):",
         "",
         *[f"- {line}" for line in findings.guidance_rankings(sweep, sampler, most, sorted(cfg.sweep.guidance), names)],
+        *[f"- {line}" for line in [findings.guidance_precision_recall(sweep, sampler, most, list(cfg.sweep.guidance),
+                                                                       names)] if line],
         "",
         "One row per class, top to bottom in label order ("
         + ", ".join(evaluate.per_class.names) + "); every row starts from the same noise, so a column "
