@@ -261,7 +261,19 @@ def test_the_method_page_quotes_the_verdict_rates(path):
 
     result = json.loads(path.read_text())
     text = " ".join((ROOT / "docs" / "method.md").read_text().split())
-    assert path.name == f"verdict_rates_n{result['n']}.json" and verdict_rates_sentence(result) in text
+    shift = result.get("shift", "generated")
+    assert path.name == f"verdict_rates_n{result['n']}{'' if shift == 'generated' else '_' + shift}.json"
+    assert verdict_rates_sentence(result) in text
+
+
+def test_the_method_page_quotes_the_null_at_the_schedules_distance():
+    from benchmarks.verdict_rates import noise_null_quote, results_path
+
+    n = json.loads((ROOT / "metrics" / "evaluate.json").read_text())["num_images"]
+    result = json.loads(results_path(n, "noise").read_text())
+    pairs = json.loads((ROOT / "metrics" / "evaluate.json").read_text())["pairs"]
+    text = " ".join((ROOT / "docs" / "method.md").read_text().split())
+    assert noise_null_quote(result, pairs) in text
 
 
 def test_the_verdict_rates_are_measured_at_the_earlier_n_at_least():

@@ -66,10 +66,17 @@ def verdict_rates_sentence(result: dict) -> str:
         return ", ".join(f"{v:.0%}".replace("%", " %") for v in values)
 
     wrong = max(shifts[k]["wrong_direction_rate"] for k in keys)
-    return (f"the rule called two sets of one distribution different in {pct([e['false_better_rate']])} of trials "
+    levels = ", ".join(f"{100 * float(k):.0f}" for k in keys)
+    if result.get("shift", "generated") == "generated":
+        null, shifted = "two sets of one distribution", f"{levels} % of a set's features replaced by generated ones"
+    else:  # benchmarks/verdict_rates.py --shift noise
+        null = (f"two sets of one distribution at the schedules' distance (real features with Gaussian noise, "
+                f"FID {result['target_fid']:.0f} against the reference)")
+        shifted = f"the noise's variance raised by {levels} %"
+    return (f"the rule called {null} different in {pct([e['false_better_rate']])} of trials "
             f"(the jackknife std was {e['std_ratio']:.2f}× the spread of ΔFID over trials; "
             f"{e['threshold_for_5pct']:.2f} stds would give a 5 % rate), and it detected shifts of known order "
-            f"({', '.join(f'{100 * float(k):.0f}' for k in keys)} % of a set's features replaced by generated ones; "
+            f"({shifted}; "
             f"mean ΔFID {', '.join(format(-shifts[k]['mean_diff'], '.1f') for k in keys)}) in "
             f"{pct([shifts[k]['power'] for k in keys])} of trials "
             f"({pct([shifts[k]['power_at_threshold_for_5pct'] for k in keys])} at {e['threshold_for_5pct']:.2f} stds), "
