@@ -261,8 +261,11 @@ def test_the_method_page_quotes_the_verdict_rates(path):
 
     result = json.loads(path.read_text())
     text = " ".join((ROOT / "docs" / "method.md").read_text().split())
+    from benchmarks.verdict_rates import model_schedule, results_path
+
     shift = result.get("shift", "generated")
-    assert path.name == f"verdict_rates_n{result['n']}{'' if shift == 'generated' else '_' + shift}.json"
+    schedule = model_schedule(result) if shift == "model" else "cosine"
+    assert path.name == results_path(result["n"], shift, schedule).name
     assert verdict_rates_sentence(result) in text
 
 
@@ -274,6 +277,17 @@ def test_the_method_page_quotes_the_null_at_the_schedules_distance():
     pairs = json.loads((ROOT / "metrics" / "evaluate.json").read_text())["pairs"]
     text = " ".join((ROOT / "docs" / "method.md").read_text().split())
     assert noise_null_quote(result, pairs) in text
+
+
+def test_the_method_page_quotes_the_null_of_one_model():
+    from benchmarks.verdict_rates import model_null_quote
+
+    paths = sorted((ROOT / "benchmarks").glob("verdict_rates_n*_model_*.json"))
+    assert paths, "benchmarks/verdict_rates.py --shift model has not been run"
+    pairs = json.loads((ROOT / "metrics" / "evaluate.json").read_text())["pairs"]
+    text = " ".join((ROOT / "docs" / "method.md").read_text().split())
+    for path in paths:
+        assert model_null_quote(json.loads(path.read_text()), pairs) in text
 
 
 def test_the_verdict_rates_are_measured_at_the_earlier_n_at_least():

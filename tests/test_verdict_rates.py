@@ -61,3 +61,24 @@ def test_summary_counts_verdicts_of_known_trials():
 def test_results_paths():
     assert verdict_rates.results_path(2000).name == "verdict_rates_n2000.json"  # the report stage's dep
     assert verdict_rates.results_path(2000, "noise").name == "verdict_rates_n2000_noise.json"
+    assert verdict_rates.results_path(2000, "model", "linear").name == "verdict_rates_n2000_model_linear.json"
+
+
+def test_replaced_swaps_the_first_rows_for_distinct_pool_rows():
+    """The shifted copies of B (--shift generated and model): the first round(p N) rows come from the pool, each pool
+    row at most once, the rest are B's, and B itself is untouched."""
+    n, d = 50, 3
+    b = np.zeros((n, d))
+    pool = np.arange(1, 41, dtype=float)[:, None] * np.ones(d)  # rows 1..40, told apart by value
+    out = verdict_rates.replaced(b, pool, np.random.default_rng(0))
+    assert list(out) == [f"b{p:g}" for p in verdict_rates.FRACTIONS]
+    for p, shifted in zip(verdict_rates.FRACTIONS, out.values()):
+        k = int(round(p * n))
+        assert (shifted[k:] == 0).all() and (shifted[:k] > 0).all()
+        assert len(set(shifted[:k, 0])) == k  # without replacement
+    assert (b == 0).all()
+
+
+def test_an_unknown_schedule_is_refused_before_any_work():
+    with pytest.raises(SystemExit, match="--schedule must be one of linear, quadratic, sigmoid, cosine, got 'cosin'"):
+        verdict_rates.main(trials=1, n=0, real=4000, shift="model", schedule="cosin")

@@ -69,6 +69,11 @@ def verdict_rates_sentence(result: dict) -> str:
     levels = ", ".join(f"{100 * float(k):.0f}" for k in keys)
     if result.get("shift", "generated") == "generated":
         null, shifted = "two sets of one distribution", f"{levels} % of a set's features replaced by generated ones"
+    elif result["shift"] == "model":  # benchmarks/verdict_rates.py --shift model
+        fid_a = sum(r["fid_a"] for r in result["trials_detail"]) / len(result["trials_detail"])
+        null = (f"two sample sets of one model ({result['model'].split(',')[0]}, FID {fid_a:.0f} against the "
+                f"reference)")
+        shifted = f"{levels} % of a set's samples replaced by the same model's from a pool of {result['pools']['shifted']}"
     else:  # benchmarks/verdict_rates.py --shift noise
         null = (f"two sets of one distribution at the schedules' distance (real features with Gaussian noise, "
                 f"FID {result['target_fid']:.0f} against the reference)")
