@@ -24,15 +24,18 @@ neither the sweep nor a model, so it runs on any machine with the prepared data.
 at the main setting (the ``sample`` section: sampler, steps, spacing), drawn each trial from a pool of
 ``MODEL_POOL`` images of the first schedule of ``--schedule``, and the shifted copies of B have a fraction p
 (``FRACTIONS``) of their images replaced by the same model's samples at the sweep's fewest DDPM steps
-(``min(sweep.nfe)``, worse by about 10 FID in the committed sweep): two models of known order, the kind of
+(``min(sweep.nfe)``, 7–12 FID worse than the main setting in the committed sweep at N = 200): two models of known order, the kind of
 difference the study's verdicts are about. The model is the main study's (``models/<schedule>``) when `dvc repro`
 has made it and it is current, else one trained here into .cache/verdict_rates/ with the same configuration and
 seed (resumable; on a CPU without native bf16 it trains in fp32, and the results name the precision). The pools'
 Inception features are cached beside it, so the trials cost only the jackknifes.
 
+Every mode resumes after each trial; a results file of another setup (another model, N or groups) stops the run
+with what differs, and ``--restart`` replaces it.
+
 Needs the real features of benchmarks/fid_infinity.py (cached in .cache/fid_infinity/) and, for ``--shift
 generated``, the committed sweep (`dvc repro` or `dvc checkout`). Writes benchmarks/verdict_rates_n<N>.json
-(``--shift noise``: ..._n<N>_noise.json, ``--shift model``: ..._n<N>_model.json); the main write-up states the generated-shift rates at the main setting's
+(``--shift noise``: ..._n<N>_noise.json, ``--shift model``: ..._n<N>_model_<schedule>.json); the main write-up states the generated-shift rates at the main setting's
 N (``sample.num_images``), the default here.
 
     python benchmarks/verdict_rates.py --trials 100                  # N = sample.num_images (about 50 s a trial at 2,000)
@@ -190,6 +193,21 @@ def replaced(b: np.ndarray, pool: np.ndarray, rng: np.random.Generator) -> dict[
     return out
 
 
+def earlier_trials(path: Path, setup: dict, restart: bool = False) -> dict:
+    """The results at ``path`` when they were measured with ``setup`` (to resume), {} when there are none or
+    ``restart``; results of another setup stop the run, naming what differs, rather than being overwritten."""
+    if not path.exists() or restart:
+        return {}
+    earlier = json.loads(path.read_text())
+    differ = [k for k, v in setup.items() if earlier.get(k) != v]
+    if differ:
+        raise SystemExit(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} holds "
+                         f"{earlier.get('trials', 0)} trials of another setup ("
+                         + "; ".join(f"{k}: {earlier.get(k)!r} there, {setup[k]!r} here" for k in differ)
+                         + "); move it aside, or pass --restart to replace it")
+    return earlier
+
+
 def verdict(p: dict) -> str:
     """"tied", "a better" or "b better", as the write-up reads a pair."""
     return "tied" if p["within_noise"] else ("a better" if p["diff"] < 0 else "b better")
@@ -221,7 +239,8 @@ def main(trials: int = typer.Option(40), n: int = typer.Option(0, help="images p
          shift: str = typer.Option("generated", help="the known shift: generated (features replaced by the sweep's), "
                                                      "noise (feature noise at the schedules' FID; no sweep needed) or "
                                                      "model (two sample sets of one model; B partly from fewer steps)"),
-         schedule: str = typer.Option("cosine", help="--shift model: the schedule whose model is sampled")):
+         schedule: str = typer.Option("cosine", help="--shift model: the schedule whose model is sampled"),
+         restart: bool = typer.Option(False, help="replace a results file of another setup instead of stopping")):
     if shift not in SHIFTS:
         raise SystemExit(f"--shift must be one of {', '.join(SHIFTS)}, got {shift!r}")
     cfg = params.load(ROOT / "params.yaml")
@@ -245,10 +264,6 @@ def main(trials: int = typer.Option(40), n: int = typer.Option(0, help="images p
         device = setup_device(cfg.device, cfg.reproducible)
         model, precision, where = study_model(cfg, schedule, device)
         tag, s, worse_steps = f"{precision}_{where}", cfg.sample, min(cfg.sweep.nfe)
-        pool_gen = model_features(cfg, schedule, model, tag, s.sampler, s.steps, s.spacing, s.sigma_max,
-                                  MODEL_POOL, cfg.seed + 9500, device)
-        pool_worse = model_features(cfg, schedule, model, tag, "ddpm", worse_steps, cfg.sweep.spacing,
-                                    cfg.sweep.sigma_max, WORSE_POOL, cfg.seed + 9600, device)
         where = "models/" + schedule if where == "main" else "trained by this benchmark (.cache/verdict_rates/)"
         setup |= {"shift": shift, "model": f"{schedule}, {cfg.train.steps} training steps, {precision}, {where}",
                   "pools": {
@@ -266,10 +281,14 @@ def main(trials: int = typer.Option(40), n: int = typer.Option(0, help="images p
     path = results_path(n, shift, schedule)
     # Resumable: the trials of an earlier run with the same setup are kept, and the random draws replayed, so a
     # run stopped after k trials and resumed gives what one run would have.
-    earlier = json.loads(path.read_text()) if path.exists() else {}
-    same = earlier and all(earlier.get(k) == v for k, v in setup.items())
-    rows, seconds = (list(earlier["trials_detail"]), earlier["seconds"]) if same else ([], 0.0)
-    level = earlier.get("noise_level") if same else None
+    earlier = earlier_trials(path, setup, restart)
+    rows, seconds = (list(earlier["trials_detail"]), earlier["seconds"]) if earlier else ([], 0.0)
+    level = earlier.get("noise_level")
+    if shift == "model":  # after the check: sampling and Inception are the expensive part (cached)
+        pool_gen = model_features(cfg, schedule, model, tag, s.sampler, s.steps, s.spacing, s.sigma_max,
+                                  MODEL_POOL, cfg.seed + 9500, device)
+        pool_worse = model_features(cfg, schedule, model, tag, "ddpm", worse_steps, cfg.sweep.spacing,
+                                    cfg.sweep.sigma_max, WORSE_POOL, cfg.seed + 9600, device)
     t0 = time.perf_counter()
     for trial in range(trials):
         perm = rng.permutation(len(pool_real))

@@ -82,3 +82,17 @@ def test_replaced_swaps_the_first_rows_for_distinct_pool_rows():
 def test_an_unknown_schedule_is_refused_before_any_work():
     with pytest.raises(SystemExit, match="--schedule must be one of linear, quadratic, sigmoid, cosine, got 'cosin'"):
         verdict_rates.main(trials=1, n=0, real=4000, shift="model", schedule="cosin")
+
+
+def test_earlier_trials_resume_only_their_own_setup(tmp_path):
+    path = tmp_path / "rates.json"
+    setup = {"n": 2000, "model": "cosine, fp32, here"}
+    assert verdict_rates.earlier_trials(path, setup) == {}  # nothing yet
+    path.write_text('{"n": 2000, "model": "cosine, fp32, here", "trials": 3, "trials_detail": [], "seconds": 1.0}')
+    assert verdict_rates.earlier_trials(path, setup)["trials"] == 3
+    other = {**setup, "model": "cosine, bf16, models/cosine"}
+    with pytest.raises(SystemExit, match="3 trials of another setup .*model: 'cosine, fp32, here' there, "
+                                         "'cosine, bf16, models/cosine' here.*--restart"):
+        verdict_rates.earlier_trials(path, other)
+    assert verdict_rates.earlier_trials(path, other, restart=True) == {}
+    assert "trials" in path.read_text()  # refusing left the file as it was
